@@ -1,0 +1,1 @@
+"""ACL v2: the topic policy language and its compiled engine."""

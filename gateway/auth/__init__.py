@@ -1,0 +1,1 @@
+"""Authentication: JWT issuers, JWKS, webhooks, claim bindings."""

@@ -1,0 +1,207 @@
+"""The gateway's configuration: a TOML file loaded into frozen sections.
+
+Every key is documented, with its default, in ``config/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from gateway.configload import ConfigError, dump_dataclass, load_dataclass, secret
+
+# MQTT 5 spec 2.1.4: the remaining length is at most 268,435,455 bytes. 1 MiB plus
+# headers is the default because browsers and agents send small messages and a large
+# limit multiplies the memory a slow client can pin.
+DEFAULT_MAX_PACKET_SIZE = 1024 * 1024 + 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """``[listener]``: the client-facing WebSocket Secure listener."""
+
+    host: str = "127.0.0.1"
+    port: int = 8883
+    path: str = "/mqtt"
+    certfile: str = "certs/server.pem"
+    keyfile: str = "certs/server.key"
+    allowed_origins: tuple[str, ...] = ()
+
+    def validate(self) -> tuple[str, str] | None:
+        if not 0 <= self.port <= 65535:
+            return ("port", f"must be between 0 and 65535, got {self.port}")
+        if not self.path.startswith("/"):
+            return ("path", f"must start with '/', got {self.path!r}")
+        for i, origin in enumerate(self.allowed_origins):
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+                return (f"allowed_origins[{i}]", f"expected scheme://host[:port], got {origin!r}")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """``[upstream]``: the broker the gateway relays to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    connect_timeout_s: float = 5.0
+
+    def validate(self) -> tuple[str, str] | None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            return ("url", f"expected mqtt://host:port or mqtts://host:port, got {self.url!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            return ("url", f"bad port in {self.url!r}")
+        if self.password_env and self.password_file:
+            return ("password_env", "set password_env or password_file, not both")
+        if self.connect_timeout_s <= 0:
+            return ("connect_timeout_s", "must be positive")
+        return None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``[limits]``: bounds on what one client and the whole gateway may hold."""
+
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    connect_timeout_s: float = 10.0
+    max_connections: int = 10000
+    # A relay pauses reading from the fast side while the slow side holds more than
+    # this many bytes unsent; 256 KiB keeps a few hundred small messages in flight
+    # per connection without letting one slow reader pin megabytes.
+    write_buffer_high: int = 256 * 1024
+    shutdown_grace_s: float = 5.0
+
+    def validate(self) -> tuple[str, str] | None:
+        # MQTT 5 spec 3.1.2.24: Maximum Packet Size is a four byte integer, and the
+        # remaining length (2.1.4) can describe at most 268,435,455 + 5 bytes.
+        if not 16 <= self.max_packet_size <= 268_435_460:
+            return ("max_packet_size", "must be between 16 and 268435460")
+        if self.connect_timeout_s <= 0:
+            return ("connect_timeout_s", "must be positive")
+        if self.max_connections < 1:
+            return ("max_connections", "must be at least 1")
+        if self.write_buffer_high < 1024:
+            return ("write_buffer_high", "must be at least 1024")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``[admin]``: health, readiness, metrics and the admin API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    enabled: bool = True
+    token_env: str | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """``[logging]``: structured logs, one JSON object per line on stderr."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    listener: ListenerConfig = field(default_factory=ListenerConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # The directory relative paths in the file are resolved against.
+    base_dir: str = field(default=".", metadata={"internal": True})
+
+    def path(self, p: str) -> Path:
+        """A path from the configuration, relative to the config file's directory."""
+        q = Path(p)
+        return q if q.is_absolute() else Path(self.base_dir) / q
+
+
+def read_secret(
+    env: str | None, file: str | None, base: Path, where: str, cfg_file: str
+) -> str | None:
+    """A secret from an environment variable or a file; a named but missing one is an error."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(cfg_file, where, f"environment variable {env} is not set")
+        return value
+    if file:
+        p = Path(file) if Path(file).is_absolute() else base / file
+        try:
+            return p.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(cfg_file, where, f"cannot read {p}: {exc.strerror}") from None
+    return None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a configuration file; raises ConfigError naming the key."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    if "base_dir" in table:
+        raise ConfigError(file, "base_dir", "unknown key")
+    table["base_dir"] = str(Path(path).resolve().parent)
+    config = load_dataclass(GatewayConfig, table, file)
+    up = config.upstream
+    read_secret(
+        up.password_env, up.password_file, Path(config.base_dir), "upstream.password_env", file
+    )
+    return config
+
+
+def effective_config(config: GatewayConfig) -> dict[str, object]:
+    """The configuration as data for ``config check``, secrets masked."""
+    data = dump_dataclass(config, frozenset({"password", "secret", "token"}))
+    assert isinstance(data, dict)
+    data.pop("base_dir", None)
+    return data
+
+
+__all__ = [
+    "AdminConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "LimitsConfig",
+    "ListenerConfig",
+    "LoggingConfig",
+    "UpstreamConfig",
+    "effective_config",
+    "load_config",
+    "read_secret",
+    "secret",
+]

@@ -1,0 +1,1 @@
+"""The asyncio/aiohttp shell around the sans-I/O core."""
