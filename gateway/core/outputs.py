@@ -1,0 +1,72 @@
+"""What a session asks its shell to do: bytes each way, and a few actions.
+
+The session never performs I/O. Each call returns a ``Step``; the shell writes
+``to_client`` and ``to_upstream`` in order, then carries out ``actions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.mqtt.packets import Connect
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Verify the credentials of this CONNECT; answer with ``auth_succeeded``/``auth_failed``."""
+
+    connect: Connect
+    client_id: str  # the client id in force: the client's, or the one the gateway assigned
+
+
+@dataclass(frozen=True, slots=True)
+class Reauthenticate:
+    """MQTT v5 AUTH 0x19 with a fresh token; answer with ``reauth_succeeded``/``reauth_failed``."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpstream:
+    """Open the broker connection; answer with ``upstream_connected``/``upstream_failed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close both sides once what is queued has been written.
+
+    ``ws_code`` is the WebSocket close code (RFC 6455 section 7.4.1).
+    """
+
+    reason: str
+    ws_code: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One decision or lifecycle event for the audit trail (spans, log, metrics)."""
+
+    kind: str  # "connect", "publish", "subscribe", "delivery", "disconnect", "reauth"
+    verdict: str  # "allow" | "deny" | "info"
+    reason: str
+    attributes: Mapping[str, object] = field(default_factory=dict)
+
+
+Action = Authenticate | Reauthenticate | OpenUpstream | Close | AuditEvent
+
+
+@dataclass(slots=True)
+class Step:
+    """The outcome of one call into the session."""
+
+    to_client: list[bytes] = field(default_factory=list)
+    to_upstream: list[bytes] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def close(self) -> Close | None:
+        for a in self.actions:
+            if isinstance(a, Close):
+                return a
+        return None

@@ -1,0 +1,600 @@
+"""The per-connection session: a sans-I/O state machine between a client and the broker.
+
+It takes bytes from either side and returns a ``Step``: the bytes to send each way and
+the actions the shell must carry out (authenticate, open the upstream, audit, close).
+Packets the gateway does not change are forwarded as their original bytes.
+
+States (explicit, as in h11's ``_state.py``)::
+
+    AWAIT_CONNECT --CONNECT--> AUTHENTICATING --ok--> OPENING_UPSTREAM --connected-->
+    AWAIT_CONNACK --CONNACK 0--> CONNECTED --DISCONNECT / error / close--> CLOSED
+
+Nothing reaches the broker before authentication has succeeded: the upstream is
+opened only in OPENING_UPSTREAM, and client packets that arrive early stay in the
+decoder's buffer until CONNECTED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.core.outputs import (
+    AuditEvent,
+    Authenticate,
+    Close,
+    OpenUpstream,
+    Reauthenticate,
+    Step,
+)
+from gateway.identity import Identity
+from gateway.mqtt.constants import MQTT_5, ConnackV3, PropertyId, ReasonCode
+from gateway.mqtt.decoder import PacketDecoder, RawPacket
+from gateway.mqtt.encoder import encode
+from gateway.mqtt.errors import MQTTError, PacketTooLarge, UnsupportedProtocolVersion
+from gateway.mqtt.packets import (
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Publish,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+)
+from gateway.mqtt.properties import Properties
+
+# The authentication method a v5 client names to carry its JWT in CONNECT's
+# Authentication Data or to re-authenticate with AUTH 0x19 (MQTT 5 spec 4.12).
+JWT_AUTH_METHOD = "jwt"
+
+# MQTT 3.1 (protocol level 3, spec 3.1 section 3.1): client ids are 1 to 23 characters.
+MQTT31_MAX_CLIENT_ID = 23
+
+# Bytes a client may send after its CONNECT and before the CONNACK (MQTT 5 spec 3.1.4
+# lets it) that the session holds unread; past that the client is flooding.
+EARLY_DATA_SLACK = 64 * 1024
+
+# Enough of a CONNECT to read its protocol level: fixed header (5) + name (2 + 6) + 1.
+CONNECT_HEAD_BYTES = 16
+
+# WebSocket close codes, RFC 6455 section 7.4.1.
+WS_NORMAL = 1000
+WS_PROTOCOL_ERROR = 1002
+WS_POLICY_VIOLATION = 1008
+WS_MESSAGE_TOO_BIG = 1009
+WS_INTERNAL_ERROR = 1011
+
+# Packets only a server sends (MQTT 5 spec 2.1.2 "Direction of flow").
+_SERVER_ONLY = (Connack, Suback, Unsuback)
+# Packets only a client sends.
+_CLIENT_ONLY = (Connect, Subscribe, Unsubscribe, Pingreq)
+
+
+class SessionState(enum.Enum):
+    AWAIT_CONNECT = "await_connect"
+    AUTHENTICATING = "authenticating"
+    OPENING_UPSTREAM = "opening_upstream"
+    AWAIT_CONNACK = "await_connack"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    max_packet_size: int
+    connect_timeout_s: float
+    upstream_username: str | None = None
+    upstream_password: bytes | None = None
+
+
+def _assigned_client_id() -> str:
+    # MQTT 5 spec 3.1.3.1: a server-assigned id; 16 random bytes cannot collide in practice.
+    return "mqttgate-" + secrets.token_hex(12)
+
+
+class Session:
+    """One client connection's protocol state. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        now: float,
+        *,
+        client_id_factory: Callable[[], str] = _assigned_client_id,
+    ) -> None:
+        self.settings = settings
+        self.state = SessionState.AWAIT_CONNECT
+        self.protocol_level: int | None = None
+        self.identity: Identity | None = None
+        self.client_id: str | None = None
+        self.upstream_client_id: str | None = None
+        self.connect: Connect | None = None
+        self._client_id_assigned = False
+        self._client_id_factory = client_id_factory
+        self._from_client = PacketDecoder(
+            max_packet_size=settings.max_packet_size, expect_connect=True
+        )
+        self._from_upstream: PacketDecoder | None = None
+        self._connect_deadline: float | None = now + settings.connect_timeout_s
+        self._expires_at: float | None = None
+        self._reauth_pending = False
+        self.close_reason: str | None = None
+        self._head = b""  # the CONNECT's first bytes, to answer a malformed one in its version
+
+    # -- inputs from the shell ---------------------------------------------------
+
+    def receive_from_client(self, data: bytes) -> Step:
+        step = Step()
+        if self.state is SessionState.CLOSED:
+            return step
+        if self.state is SessionState.AWAIT_CONNECT and len(self._head) < CONNECT_HEAD_BYTES:
+            self._head += data[: CONNECT_HEAD_BYTES - len(self._head)]
+        self._from_client.feed(data)
+        if self.state is SessionState.AWAIT_CONNECT:
+            self._read_connect(step)
+        elif self.state is SessionState.CONNECTED:
+            self._drain_client(step)
+        elif self._from_client.buffered > self.settings.max_packet_size + EARLY_DATA_SLACK:
+            self._close(step, "early_data_limit", WS_POLICY_VIOLATION)
+        return step
+
+    def receive_from_upstream(self, data: bytes) -> Step:
+        step = Step()
+        if self.state is SessionState.CLOSED or self._from_upstream is None:
+            return step
+        decoder = self._from_upstream
+        decoder.feed(data)
+        while self._open():
+            try:
+                raw = decoder.next_packet()
+            except MQTTError as exc:
+                self._upstream_error(step, f"upstream_{type(exc).__name__}: {exc}")
+                break
+            if raw is None:
+                break
+            self._upstream_packet(raw, step)
+        return step
+
+    def auth_succeeded(self, identity: Identity, upstream_client_id: str) -> Step:
+        """The shell verified the credentials of the CONNECT."""
+        step = Step()
+        if self.state is not SessionState.AUTHENTICATING:
+            return step
+        assert self.client_id is not None
+        self.identity = identity.with_client_id(self.client_id)
+        self.upstream_client_id = upstream_client_id
+        self._expires_at = identity.expires_at
+        self.state = SessionState.OPENING_UPSTREAM
+        step.actions.append(OpenUpstream())
+        return step
+
+    def auth_failed(self, reason: str, connack_v5: int, connack_v3: int) -> Step:
+        """The credentials were refused: CONNACK with the code, then close (no upstream)."""
+        step = Step()
+        if self.state is not SessionState.AUTHENTICATING:
+            return step
+        self._audit(step, "connect", "deny", reason)
+        self._refuse_connect(step, connack_v5, connack_v3, reason)
+        return step
+
+    def upstream_connected(self) -> Step:
+        """The broker connection is open: send it the rewritten CONNECT."""
+        step = Step()
+        if self.state is not SessionState.OPENING_UPSTREAM:
+            return step
+        assert self.connect is not None and self.protocol_level is not None
+        self._from_upstream = PacketDecoder(
+            max_packet_size=self._client_max_packet_size(), protocol_level=self.protocol_level
+        )
+        step.to_upstream.append(encode(self._upstream_connect(self.connect), self.protocol_level))
+        self.state = SessionState.AWAIT_CONNACK
+        return step
+
+    def upstream_failed(self, reason: str) -> Step:
+        """The broker could not be reached: v5 CONNACK 0x88, v3.1.1 0x03 (issue 2, item 6)."""
+        step = Step()
+        if self.state not in (SessionState.OPENING_UPSTREAM, SessionState.AWAIT_CONNACK):
+            return self.upstream_closed()
+        self._audit(step, "connect", "deny", "upstream_unavailable", detail=reason)
+        self._refuse_connect(
+            step,
+            ReasonCode.SERVER_UNAVAILABLE,
+            ConnackV3.SERVER_UNAVAILABLE,
+            "upstream_unavailable",
+        )
+        return step
+
+    def client_closed(self) -> Step:
+        """The client's connection ended; the broker sees an abrupt close, so a will fires."""
+        step = Step()
+        if self.state is not SessionState.CLOSED:
+            self._close(step, "client_closed", WS_NORMAL)
+        return step
+
+    def upstream_closed(self) -> Step:
+        """The broker's connection ended: close the client too."""
+        step = Step()
+        if self.state is SessionState.CLOSED:
+            return step
+        if self.state in (SessionState.OPENING_UPSTREAM, SessionState.AWAIT_CONNACK):
+            return self.upstream_failed("upstream closed before CONNACK")
+        self._close(step, "upstream_closed", WS_NORMAL)
+        return step
+
+    def shutdown(self) -> Step:
+        """The gateway is stopping: v5 clients get DISCONNECT 0x8B (Server shutting down)."""
+        step = Step()
+        if self.state is SessionState.CLOSED:
+            return step
+        if self.state is SessionState.CONNECTED and self.protocol_level == MQTT_5:
+            step.to_client.append(encode(Disconnect(ReasonCode.SERVER_SHUTTING_DOWN), MQTT_5))
+        if self.state is SessionState.CONNECTED:
+            # The broker keeps the session; a clean DISCONNECT means no will is sent
+            # for a gateway restart the client did not cause.
+            assert self.protocol_level is not None
+            step.to_upstream.append(encode(Disconnect(ReasonCode.SUCCESS), self.protocol_level))
+        self._close(step, "server_shutting_down", WS_NORMAL)
+        return step
+
+    def reauth_succeeded(self, identity: Identity) -> Step:
+        step = Step()
+        if self.state is not SessionState.CONNECTED or not self._reauth_pending:
+            return step
+        assert self.client_id is not None
+        self._reauth_pending = False
+        self.identity = identity.with_client_id(self.client_id)
+        self._expires_at = identity.expires_at
+        self._audit(step, "reauth", "allow", "reauthenticated")
+        props = ((PropertyId.AUTHENTICATION_METHOD, JWT_AUTH_METHOD),)
+        step.to_client.append(encode(Auth(ReasonCode.SUCCESS, Properties(props)), MQTT_5))
+        return step
+
+    def reauth_failed(self, reason: str) -> Step:
+        step = Step()
+        if self.state is not SessionState.CONNECTED or not self._reauth_pending:
+            return step
+        self._reauth_pending = False
+        self._audit(step, "reauth", "deny", reason)
+        self._disconnect_client(step, ReasonCode.NOT_AUTHORIZED, reason)
+        return step
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next be called (wall-clock seconds), if ever."""
+        if self.state is SessionState.CLOSED:
+            return None
+        if self._connect_deadline is not None:
+            return self._connect_deadline
+        return self._expires_at
+
+    def handle_timer(self, now: float) -> Step:
+        step = Step()
+        if self.state is SessionState.CLOSED:
+            return step
+        if self._connect_deadline is not None and now >= self._connect_deadline:
+            self._audit(step, "connect", "deny", "connect_timeout")
+            self._close(step, "connect_timeout", WS_POLICY_VIOLATION)
+        elif self._expires_at is not None and now >= self._expires_at:
+            self._audit(step, "disconnect", "deny", "token_expired")
+            # MQTT 5 spec 2.4: 0xA0 Maximum connect time, "the maximum connection time
+            # authorized for this connection has been exceeded".
+            self._disconnect_client(step, ReasonCode.MAXIMUM_CONNECT_TIME, "token_expired")
+        return step
+
+    def _open(self) -> bool:
+        # A method, not an inline comparison: handlers called in the loop change state.
+        return self.state is not SessionState.CLOSED
+
+    # -- CONNECT -----------------------------------------------------------------
+
+    def _read_connect(self, step: Step) -> None:
+        try:
+            raw = self._from_client.next_packet()
+        except MQTTError as exc:
+            self._connect_error(step, exc)
+            return
+        if raw is None:
+            return
+        packet = raw.packet
+        assert isinstance(packet, Connect)  # expect_connect guarantees it
+        self.protocol_level = packet.protocol_level
+        method = packet.properties.get(PropertyId.AUTHENTICATION_METHOD)
+        if method is not None and method != JWT_AUTH_METHOD:
+            self._audit(step, "connect", "deny", "bad_authentication_method")
+            self._refuse_connect(
+                step,
+                ReasonCode.BAD_AUTHENTICATION_METHOD,
+                ConnackV3.NOT_AUTHORIZED,
+                "bad_authentication_method",
+            )
+            return
+        client_id = packet.client_id
+        if not client_id:
+            # MQTT 3.1.1 spec 3.1.3.1: an empty id needs CleanSession=1; 3.1 forbids it.
+            if packet.protocol_level != MQTT_5 and (
+                not packet.clean_start or packet.protocol_level == 3
+            ):
+                self._audit(step, "connect", "deny", "client_id_rejected")
+                self._refuse_connect(
+                    step,
+                    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+                    ConnackV3.IDENTIFIER_REJECTED,
+                    "client_id_rejected",
+                )
+                return
+            client_id = self._client_id_factory()
+            self._client_id_assigned = True
+        elif packet.protocol_level == 3 and len(client_id) > MQTT31_MAX_CLIENT_ID:
+            self._audit(step, "connect", "deny", "client_id_rejected")
+            self._refuse_connect(
+                step,
+                ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+                ConnackV3.IDENTIFIER_REJECTED,
+                "client_id_rejected",
+            )
+            return
+        self.client_id = client_id
+        self.connect = packet
+        self.state = SessionState.AUTHENTICATING
+        step.actions.append(Authenticate(packet, client_id))
+
+    def _connect_error(self, step: Step, exc: MQTTError) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self._audit(step, "connect", "deny", _error_reason(exc), detail=str(exc))
+        level = self._from_client.protocol_level or peek_protocol_level(self._head)
+        if isinstance(exc, UnsupportedProtocolVersion):
+            # MQTT 5 spec 3.1.2.2 / 3.1.1 spec 3.1.2.2: answer in a form the client can
+            # read: a v3.1.1 CONNACK 0x01 unless it asked for v5.
+            if level == MQTT_5:
+                step.to_client.append(encode(Connack(False, exc.reason_code), MQTT_5))
+            else:
+                step.to_client.append(
+                    encode(Connack(False, ConnackV3.UNACCEPTABLE_PROTOCOL_VERSION), 4)
+                )
+        elif level == MQTT_5:
+            # MQTT 5 spec 4.13.1: a CONNACK with the reason code, then close.
+            step.to_client.append(encode(Connack(False, exc.reason_code), MQTT_5))
+        self._close(step, reason, _ws_code(exc))
+
+    def _upstream_connect(self, connect: Connect) -> Connect:
+        """The CONNECT the broker sees: the gateway's credentials, the derived client id.
+
+        The user's token (password or Authentication Data) never leaves the gateway.
+        """
+        assert self.upstream_client_id is not None
+        props = connect.properties.without(PropertyId.AUTHENTICATION_METHOD).without(
+            PropertyId.AUTHENTICATION_DATA
+        )
+        if connect.protocol_level == MQTT_5:
+            props = props.with_(PropertyId.MAXIMUM_PACKET_SIZE, self._client_max_packet_size())
+        password = self.settings.upstream_password
+        username = self.settings.upstream_username
+        if username is None:
+            password = None  # MQTT 3.1.1 spec 3.1.2.9: no password without a user name
+        return dataclasses.replace(
+            connect,
+            client_id=self.upstream_client_id,
+            username=username,
+            password=password,
+            properties=props,
+        )
+
+    def _client_max_packet_size(self) -> int:
+        assert self.connect is not None
+        ours = self.settings.max_packet_size
+        theirs = self.connect.properties.get(PropertyId.MAXIMUM_PACKET_SIZE)
+        return min(ours, theirs) if isinstance(theirs, int) else ours
+
+    def _refuse_connect(self, step: Step, code_v5: int, code_v3: int, reason: str) -> None:
+        if self.protocol_level == MQTT_5:
+            step.to_client.append(encode(Connack(False, code_v5), MQTT_5))
+        else:
+            step.to_client.append(encode(Connack(False, code_v3), self.protocol_level or 4))
+        self._close(step, reason, WS_POLICY_VIOLATION)
+
+    # -- packets from the client -------------------------------------------------
+
+    def _drain_client(self, step: Step) -> None:
+        while self.state is SessionState.CONNECTED:
+            try:
+                raw = self._from_client.next_packet()
+            except MQTTError as exc:
+                self._audit(step, "disconnect", "deny", _error_reason(exc), detail=str(exc))
+                self._disconnect_client(step, exc.reason_code, f"{type(exc).__name__}: {exc}")
+                return
+            if raw is None:
+                return
+            self._client_packet(raw, step)
+
+    def _client_packet(self, raw: RawPacket, step: Step) -> None:
+        packet = raw.packet
+        if isinstance(packet, Publish):
+            self.on_client_publish(raw, packet, step)
+        elif isinstance(packet, Subscribe):
+            self.on_client_subscribe(raw, packet, step)
+        elif isinstance(packet, Auth):
+            self._client_auth(packet, step)
+        elif isinstance(packet, Disconnect):
+            step.to_upstream.append(raw.raw)
+            self._close(step, "client_disconnect", WS_NORMAL)
+        elif isinstance(packet, Connect):
+            # MQTT 5 spec 3.1.0-2: a second CONNECT is a Protocol Error.
+            self._audit(step, "disconnect", "deny", "second_connect")
+            self._disconnect_client(step, ReasonCode.PROTOCOL_ERROR, "second CONNECT")
+        elif isinstance(packet, _SERVER_ONLY):
+            self._audit(step, "disconnect", "deny", "protocol_error")
+            self._disconnect_client(
+                step, ReasonCode.PROTOCOL_ERROR, f"{type(packet).__name__} from a client"
+            )
+        else:
+            step.to_upstream.append(raw.raw)
+
+    def _client_auth(self, packet: Auth, step: Step) -> None:
+        """MQTT 5 spec 4.12.1: re-authentication, answered by the gateway itself."""
+        method = packet.properties.get(PropertyId.AUTHENTICATION_METHOD)
+        if method != JWT_AUTH_METHOD:
+            self._audit(step, "reauth", "deny", "bad_authentication_method")
+            self._disconnect_client(
+                step, ReasonCode.BAD_AUTHENTICATION_METHOD, "bad_authentication_method"
+            )
+            return
+        data = packet.properties.get(PropertyId.AUTHENTICATION_DATA)
+        if packet.reason_code != ReasonCode.REAUTHENTICATE or not isinstance(data, bytes):
+            self._audit(step, "reauth", "deny", "protocol_error")
+            self._disconnect_client(step, ReasonCode.PROTOCOL_ERROR, "unexpected AUTH")
+            return
+        if self._reauth_pending:
+            self._audit(step, "reauth", "deny", "protocol_error")
+            self._disconnect_client(step, ReasonCode.PROTOCOL_ERROR, "AUTH while re-authenticating")
+            return
+        try:
+            token = data.decode("ascii")
+        except UnicodeDecodeError:
+            self._audit(step, "reauth", "deny", "malformed")
+            self._disconnect_client(step, ReasonCode.NOT_AUTHORIZED, "malformed")
+            return
+        self._reauth_pending = True
+        step.actions.append(Reauthenticate(token))
+
+    def on_client_publish(self, raw: RawPacket, packet: Publish, step: Step) -> None:
+        """A PUBLISH from the client (authorization seam: issue 5)."""
+        step.to_upstream.append(raw.raw)
+
+    def on_client_subscribe(self, raw: RawPacket, packet: Subscribe, step: Step) -> None:
+        """A SUBSCRIBE from the client (authorization seam: issue 5)."""
+        step.to_upstream.append(raw.raw)
+
+    # -- packets from the broker -------------------------------------------------
+
+    def _upstream_packet(self, raw: RawPacket, step: Step) -> None:
+        packet = raw.packet
+        if self.state is SessionState.AWAIT_CONNACK:
+            if not isinstance(packet, Connack):
+                self._upstream_error(step, f"upstream sent {type(packet).__name__} before CONNACK")
+                return
+            self._upstream_connack(packet, step)
+            return
+        if isinstance(packet, Publish):
+            self.on_delivery(raw, packet, step)
+        elif isinstance(packet, Disconnect):
+            step.to_client.append(raw.raw)
+            self._audit(
+                step, "disconnect", "info", "upstream_disconnect", reason_code=packet.reason_code
+            )
+            self._close(step, "upstream_disconnect", WS_NORMAL)
+        elif isinstance(packet, (*_CLIENT_ONLY, Connack, Auth)):
+            self._upstream_error(step, f"upstream sent {type(packet).__name__}")
+        else:
+            step.to_client.append(raw.raw)
+
+    def _upstream_connack(self, packet: Connack, step: Step) -> None:
+        assert self.protocol_level is not None
+        if packet.reason_code != 0:
+            step.to_client.append(encode(packet, self.protocol_level))
+            self._audit(step, "connect", "deny", "upstream_refused", reason_code=packet.reason_code)
+            self._close(step, "upstream_refused", WS_POLICY_VIOLATION)
+            return
+        out = packet
+        if self.protocol_level == MQTT_5:
+            props = packet.properties
+            if self._client_id_assigned:
+                assert self.client_id is not None
+                props = props.with_(PropertyId.ASSIGNED_CLIENT_IDENTIFIER, self.client_id)
+            else:
+                props = props.without(PropertyId.ASSIGNED_CLIENT_IDENTIFIER)
+            broker_max = props.get(PropertyId.MAXIMUM_PACKET_SIZE)
+            ours = self.settings.max_packet_size
+            props = props.with_(
+                PropertyId.MAXIMUM_PACKET_SIZE,
+                min(ours, broker_max) if isinstance(broker_max, int) else ours,
+            )
+            out = dataclasses.replace(packet, properties=props)
+        step.to_client.append(encode(out, self.protocol_level))
+        self.state = SessionState.CONNECTED
+        self._connect_deadline = None
+        self._audit(
+            step, "connect", "allow", "authenticated", session_present=packet.session_present
+        )
+        self._drain_client(step)
+
+    def on_delivery(self, raw: RawPacket, packet: Publish, step: Step) -> None:
+        """A PUBLISH from the broker to the client (delivery check seam: issue 5)."""
+        step.to_client.append(raw.raw)
+
+    def _upstream_error(self, step: Step, reason: str) -> None:
+        self._audit(step, "disconnect", "deny", "upstream_protocol_error", detail=reason)
+        if self.state in (SessionState.OPENING_UPSTREAM, SessionState.AWAIT_CONNACK):
+            self._refuse_connect(
+                step, ReasonCode.SERVER_UNAVAILABLE, ConnackV3.SERVER_UNAVAILABLE, reason
+            )
+            return
+        self._disconnect_client(step, ReasonCode.UNSPECIFIED_ERROR, reason)
+
+    # -- closing -----------------------------------------------------------------
+
+    def _disconnect_client(self, step: Step, reason_code: int, reason: str) -> None:
+        """Close with a v5 DISCONNECT carrying ``reason_code``; v3.1.1 just closes."""
+        if self.protocol_level == MQTT_5 and self.state is SessionState.CONNECTED:
+            step.to_client.append(encode(Disconnect(reason_code), MQTT_5))
+        ws_code = WS_PROTOCOL_ERROR if reason_code in (0x81, 0x82) else WS_POLICY_VIOLATION
+        if reason_code == ReasonCode.PACKET_TOO_LARGE:
+            ws_code = WS_MESSAGE_TOO_BIG
+        self._close(step, reason, ws_code)
+
+    def _close(self, step: Step, reason: str, ws_code: int) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self.close_reason = reason
+        self._connect_deadline = None
+        step.actions.append(Close(reason, ws_code))
+
+    def _audit(self, step: Step, kind: str, verdict: str, reason: str, **attrs: object) -> None:
+        attributes: dict[str, object] = {"client_id": self.client_id}
+        if self.protocol_level is not None:
+            attributes["protocol_level"] = self.protocol_level
+        attributes.update(attrs)
+        step.actions.append(AuditEvent(kind, verdict, reason, attributes))
+
+
+def peek_protocol_level(head: bytes) -> int | None:
+    """The protocol level byte of a CONNECT that may not decode (MQTT 5 spec 3.1.2.2).
+
+    Fixed header (1 byte + remaining length), protocol name (2-byte length + name),
+    then the level: enough to answer a malformed CONNECT in the client's version.
+    """
+    pos = 1
+    for _ in range(4):
+        if pos >= len(head):
+            return None
+        more = head[pos] & 0x80
+        pos += 1
+        if not more:
+            break
+    if pos + 2 > len(head):
+        return None
+    name_len = int.from_bytes(head[pos : pos + 2], "big")
+    pos += 2 + name_len
+    return head[pos] if pos < len(head) else None
+
+
+def _error_reason(exc: MQTTError) -> str:
+    if isinstance(exc, PacketTooLarge):
+        return "packet_too_large"
+    if isinstance(exc, UnsupportedProtocolVersion):
+        return "unsupported_protocol_version"
+    return (
+        "malformed_packet" if exc.reason_code == ReasonCode.MALFORMED_PACKET else "protocol_error"
+    )
+
+
+def _ws_code(exc: MQTTError) -> int:
+    return WS_MESSAGE_TOO_BIG if isinstance(exc, PacketTooLarge) else WS_PROTOCOL_ERROR
+
+
+__all__ = ["Session", "SessionSettings", "SessionState"]

@@ -1,0 +1,43 @@
+"""The admin listener: liveness, readiness (and, later, metrics and the admin API)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.server.app import Gateway
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the broker accepts connections and the certificate is loaded."""
+    gateway: Gateway = request.app["gateway"]
+    upstream_ok = await gateway.probe_upstream()
+    cert = gateway.config.path(gateway.config.listener.certfile)
+    checks: dict[str, object] = {
+        "upstream": "ok" if upstream_ok else "unreachable",
+        "certificates": "ok" if os.path.exists(cert) else "missing",
+        "certificates_loaded_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(gateway.certs_loaded_at)
+        ),
+        "accepting": gateway.accepting,
+        "connections": len(gateway.connections),
+    }
+    ready = upstream_ok and checks["certificates"] == "ok" and gateway.accepting
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

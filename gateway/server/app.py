@@ -1,0 +1,211 @@
+"""The gateway process: the WSS listener, the admin listener, signals and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__, logs
+from gateway.config import GatewayConfig, read_secret
+from gateway.core.outputs import AuditEvent
+from gateway.logs import log
+from gateway.server.authn import ConnectAuthenticator
+from gateway.server.connection import ClientConnection
+from gateway.server.websocket import websocket_handler
+from gateway.tls import reload_cert_chain, server_context, upstream_context
+
+logger = logging.getLogger("mqttgate")
+
+
+class Gateway:
+    """Owns the listeners and the live connections of one gateway process."""
+
+    def __init__(self, config: GatewayConfig, authenticator: ConnectAuthenticator) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        secret = read_secret(
+            config.upstream.password_env,
+            config.upstream.password_file,
+            Path(config.base_dir),
+            "upstream.password_env",
+            "config",
+        )
+        self.upstream_password = secret.encode() if secret is not None else None
+        self.upstream_ssl: ssl.SSLContext | None = None
+        if config.upstream.tls:
+            self.upstream_ssl = upstream_context(
+                str(config.path(config.upstream.cafile)) if config.upstream.cafile else None,
+                str(config.path(config.upstream.certfile)) if config.upstream.certfile else None,
+                str(config.path(config.upstream.keyfile)) if config.upstream.keyfile else None,
+            )
+        self.ssl_context = server_context(
+            str(config.path(config.listener.certfile)), str(config.path(config.listener.keyfile))
+        )
+        self.connections: set[ClientConnection] = set()
+        self.accepting = True
+        self.upstream_ok: bool | None = None
+        self.certs_loaded_at = time.time()
+        self._runners: list[web.AppRunner] = []
+        self.port: int | None = None
+        self.admin_port: int | None = None
+
+    # -- state shared with connections -------------------------------------------
+
+    def note_upstream(self, ok: bool) -> None:
+        self.upstream_ok = ok
+
+    def audit(self, conn: ClientConnection, event: AuditEvent) -> None:
+        level = logging.INFO if event.verdict != "deny" else logging.WARNING
+        log(
+            logger,
+            level,
+            "decision",
+            kind=event.kind,
+            verdict=event.verdict,
+            reason=event.reason,
+            client_address=conn.transport.remote_address,
+            **{k: v for k, v in event.attributes.items() if k != "detail"},
+        )
+
+    # -- listeners ---------------------------------------------------------------
+
+    def client_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024)
+        app["gateway"] = self
+        app.router.add_get(self.config.listener.path, websocket_handler)
+        return app
+
+    def admin_app(self) -> web.Application:
+        from gateway.server.admin import add_admin_routes
+
+        app = web.Application()
+        app["gateway"] = self
+        add_admin_routes(app)
+        return app
+
+    async def start(self) -> None:
+        lst = self.config.listener
+        runner = web.AppRunner(self.client_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, lst.host, lst.port, ssl_context=self.ssl_context, backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        self.port = _bound_port(site)
+        if self.config.admin.enabled:
+            adm = self.config.admin
+            admin_runner = web.AppRunner(self.admin_app(), access_log=None, handle_signals=False)
+            await admin_runner.setup()
+            admin_site = web.TCPSite(admin_runner, adm.host, adm.port)
+            await admin_site.start()
+            self._runners.append(admin_runner)
+            self.admin_port = _bound_port(admin_site)
+        await self.probe_upstream()
+        log(
+            logger,
+            logging.INFO,
+            "listening",
+            port=self.port,
+            path=lst.path,
+            admin_port=self.admin_port,
+            version=__version__,
+        )
+
+    async def probe_upstream(self) -> bool:
+        """Whether a TCP (or TLS) connection to the broker opens now, for /readyz."""
+        up = self.config.upstream
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    up.host,
+                    up.port,
+                    ssl=self.upstream_ssl,
+                    server_hostname=up.host if self.upstream_ssl else None,
+                ),
+                timeout=up.connect_timeout_s,
+            )
+        except (OSError, TimeoutError, ssl.SSLError):
+            self.upstream_ok = False
+            return False
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+        self.upstream_ok = True
+        return True
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: load the certificate and key again; open connections are untouched."""
+        lst = self.config.listener
+        try:
+            reload_cert_chain(
+                self.ssl_context,
+                str(self.config.path(lst.certfile)),
+                str(self.config.path(lst.keyfile)),
+            )
+        except (OSError, ssl.SSLError) as exc:
+            log(
+                logger,
+                logging.ERROR,
+                "certificate reload failed; keeping the old one",
+                error=str(exc),
+            )
+            return
+        self.certs_loaded_at = time.time()
+        log(logger, logging.INFO, "certificates reloaded")
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting, tell v5 clients the server is shutting down, close all."""
+        self.accepting = False
+        grace = self.config.limits.shutdown_grace_s if grace_s is None else grace_s
+        if self._runners:
+            # Stop listening first so no new client slips in during the drain.
+            for site in list(self._runners[0].sites):
+                await site.stop()
+        conns = list(self.connections)
+        if conns:
+            await asyncio.wait([asyncio.create_task(c.shutdown()) for c in conns], timeout=grace)
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    sock: Any = server.sockets[0]
+    port = sock.getsockname()[1]
+    assert isinstance(port, int)
+    return port
+
+
+async def run_until_signalled(gateway: Gateway) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload_certificates)
+    await gateway.start()
+    await stop.wait()
+    log(logger, logging.INFO, "shutting down", connections=len(gateway.connections))
+    await gateway.stop()
+
+
+def serve(config: GatewayConfig, log_level: str | None = None) -> int:
+    logs.configure(log_level or config.logging.level)
+    from gateway.server.authn_factory import build_authenticator
+
+    try:
+        authenticator = build_authenticator(config)
+        gateway = Gateway(config, authenticator)
+    except Exception as exc:  # start-up errors are one line, not a traceback
+        print(f"mqttgate: {exc}")
+        return 1
+    asyncio.run(run_until_signalled(gateway))
+    return 0

@@ -1,0 +1,257 @@
+"""The asyncio shell around one ``Session``: a WebSocket on one side, the broker on the other.
+
+All protocol decisions are the session's; this module only moves bytes, awaits the
+authenticator and the broker connection, and keeps both directions bounded:
+``ws.send_bytes`` waits for the client's socket to drain (aiohttp's writer limit), and
+writes upstream wait for the broker's socket once more than ``write_buffer_high`` bytes
+are queued, so the fast side stops being read while the slow side is behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+
+from gateway.core.outputs import (
+    AuditEvent,
+    Authenticate,
+    Close,
+    OpenUpstream,
+    Reauthenticate,
+    Step,
+)
+from gateway.core.session import Session, SessionSettings, SessionState
+from gateway.logs import log
+from gateway.server.authn import TransportInfo
+
+if TYPE_CHECKING:
+    from gateway.server.app import Gateway
+
+logger = logging.getLogger("mqttgate.connection")
+
+# One read from the broker socket. 64 KiB covers many small publishes per wake-up,
+# which is where a relay's cost is (per wake-up, not per byte).
+UPSTREAM_READ_SIZE = 64 * 1024
+
+# RFC 6455 section 7.4.1: 1003, "received a type of data it cannot accept".
+WS_UNSUPPORTED_DATA = 1003
+
+
+class ClientConnection:
+    """Relays one client: created per WebSocket, ends when either side closes."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        ws: web.WebSocketResponse,
+        transport: TransportInfo,
+        on_audit: Callable[[ClientConnection, AuditEvent], None],
+    ) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.transport = transport
+        cfg = gateway.config
+        self.session = Session(
+            SessionSettings(
+                max_packet_size=cfg.limits.max_packet_size,
+                connect_timeout_s=cfg.limits.connect_timeout_s,
+                upstream_username=cfg.upstream.username,
+                upstream_password=gateway.upstream_password,
+            ),
+            time.time(),
+        )
+        self._on_audit = on_audit
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._upstream_task: asyncio.Task[None] | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._close: Close | None = None
+        self._wake_timer = asyncio.Event()
+        self.connected_at = time.time()
+
+    # -- main loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._timer_task = asyncio.create_task(self._timers())
+        try:
+            async for msg in self.ws:
+                if msg.type is WSMsgType.BINARY:
+                    await self._apply(self.session.receive_from_client(msg.data))
+                elif msg.type is WSMsgType.TEXT:
+                    # MQTT over WebSocket (MQTT 5 spec 6.0): binary frames only.
+                    await self._apply(self.session.client_closed())
+                    await self.ws.close(code=WS_UNSUPPORTED_DATA, message=b"binary frames only")
+                    break
+                else:
+                    break
+                if self._closed.is_set():
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if not self._closed.is_set():
+                await self._apply(self.session.client_closed())
+            await self._teardown()
+
+    async def shutdown(self) -> None:
+        """Server stop: v5 DISCONNECT 0x8B, then close."""
+        await self._apply(self.session.shutdown())
+
+    async def kick(self) -> None:
+        """Administrative disconnect (admin API)."""
+        await self._apply(self.session.shutdown())
+
+    # -- applying a step ---------------------------------------------------------
+
+    async def _apply(self, step: Step) -> None:
+        for data in step.to_upstream:
+            await self._write_upstream(data)
+        for data in step.to_client:
+            await self._write_client(data)
+        for action in step.actions:
+            if isinstance(action, AuditEvent):
+                self._on_audit(self, action)
+            elif isinstance(action, Authenticate):
+                await self._authenticate(action)
+            elif isinstance(action, OpenUpstream):
+                await self._open_upstream()
+            elif isinstance(action, Reauthenticate):
+                await self._reauthenticate(action)
+            elif isinstance(action, Close):
+                self._close = action
+                self._closed.set()
+                await self._close_both(action)
+        self._wake_timer.set()
+
+    async def _write_client(self, data: bytes) -> None:
+        if self.ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_bytes(data)
+
+    async def _write_upstream(self, data: bytes) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        writer.write(data)
+        if writer.transport.get_write_buffer_size() > self.gateway.config.limits.write_buffer_high:
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+    async def _authenticate(self, action: Authenticate) -> None:
+        outcome = await self.gateway.authenticator.authenticate(
+            action.connect, action.client_id, self.transport
+        )
+        if outcome.ok and outcome.identity is not None and outcome.upstream_client_id:
+            await self._apply(
+                self.session.auth_succeeded(outcome.identity, outcome.upstream_client_id)
+            )
+        else:
+            await self._apply(
+                self.session.auth_failed(outcome.reason, outcome.connack_v5, outcome.connack_v3)
+            )
+
+    async def _reauthenticate(self, action: Reauthenticate) -> None:
+        identity = self.session.identity
+        assert identity is not None
+        outcome = await self.gateway.authenticator.reauthenticate(identity, action.token)
+        if outcome.ok and outcome.identity is not None:
+            await self._apply(self.session.reauth_succeeded(outcome.identity))
+        else:
+            await self._apply(self.session.reauth_failed(outcome.reason))
+
+    async def _open_upstream(self) -> None:
+        up = self.gateway.config.upstream
+        ctx: ssl.SSLContext | None = self.gateway.upstream_ssl
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    up.host,
+                    up.port,
+                    ssl=ctx,
+                    limit=UPSTREAM_READ_SIZE,
+                    server_hostname=up.host if ctx else None,
+                ),
+                timeout=up.connect_timeout_s,
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log(
+                logger,
+                logging.WARNING,
+                "upstream unreachable",
+                error=str(exc) or type(exc).__name__,
+            )
+            self.gateway.note_upstream(ok=False)
+            await self._apply(self.session.upstream_failed(type(exc).__name__))
+            return
+        self.gateway.note_upstream(ok=True)
+        self._reader, self._writer = reader, writer
+        # MQTT packets are small and latency matters more than segment count.
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        writer.transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high)
+        self._upstream_task = asyncio.create_task(self._read_upstream(reader))
+        await self._apply(self.session.upstream_connected())
+
+    async def _read_upstream(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while not self._closed.is_set():
+                data = await reader.read(UPSTREAM_READ_SIZE)
+                if not data:
+                    break
+                await self._apply(self.session.receive_from_upstream(data))
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            return
+        if not self._closed.is_set():
+            await self._apply(self.session.upstream_closed())
+
+    async def _timers(self) -> None:
+        while not self._closed.is_set():
+            deadline = self.session.next_deadline()
+            self._wake_timer.clear()
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_timer.wait(), timeout)
+                continue
+            if self._closed.is_set():
+                return
+            await self._apply(self.session.handle_timer(time.time()))
+
+    # -- closing -----------------------------------------------------------------
+
+    async def _close_both(self, close: Close) -> None:
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            with contextlib.suppress(ConnectionError, OSError):
+                await asyncio.wait_for(writer.drain(), 1.0)
+            writer.close()
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.ws.close(code=close.ws_code), 2.0)
+
+    async def _teardown(self) -> None:
+        current = asyncio.current_task()
+        for task in (self._upstream_task, self._timer_task):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.close()
+
+    @property
+    def state(self) -> SessionState:
+        return self.session.state

@@ -1,0 +1,1 @@
+"""Fixtures' building blocks: a real Mosquitto, a gateway in a thread, real clients."""
