@@ -133,7 +133,7 @@ class Authenticator:
         self.issuers: dict[str, ResolvedIssuer] = {}
         self.key_sets: dict[str, KeySet] = {}
         for entry in config.issuers:
-            issuer = resolve_issuer(entry, config.claims)
+            issuer = resolve_issuer(entry, config.effective_claims())
             self.issuers[issuer.issuer] = issuer
             self.key_sets[issuer.issuer] = make_key_set(issuer, config.jwks, self._session, clock)
         self.webhooks = [Webhook(w, self._session, clock) for w in config.webhooks]
@@ -290,7 +290,7 @@ class Authenticator:
         if isinstance(exp, int | float) and not isinstance(exp, bool) and exp <= self._wall():
             return AuthResult(None, Reason.EXPIRED, label, "webhook")
         identity = identity_from_claims(
-            answer.claims, self.config.claims, issuer=label, client_id=creds.client_id
+            answer.claims, self.config.effective_claims(), issuer=label, client_id=creds.client_id
         )
         return AuthResult(identity, None, label, "webhook")
 

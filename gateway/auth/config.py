@@ -52,10 +52,6 @@ DEFAULT_CLAIMS: dict[str, str | tuple[str, ...]] = {
 MIN_HMAC_SECRET_BYTES = 32
 
 
-def _default_claims() -> dict[str, str | tuple[str, ...]]:
-    return dict(DEFAULT_CLAIMS)
-
-
 def _is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -277,13 +273,18 @@ class AuthConfig:
     token_sources: tuple[TokenSource, ...] = ("password", "header", "query")
     issuers: tuple[IssuerConfig, ...] = ()
     webhooks: tuple[WebhookConfig, ...] = ()
-    claims: dict[str, str | tuple[str, ...]] = field(default_factory=_default_claims)
+    # Merged over DEFAULT_CLAIMS: name only what differs; "" disables a binding.
+    claims: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     leeway_s: float = 30.0
     # Tokens from real IdPs are 1-3 KiB; 8 KiB is the usual HTTP header line limit.
     max_token_bytes: int = 8_192
     jwks: JwksConfig = field(default_factory=JwksConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     client_id: ClientIdConfig = field(default_factory=ClientIdConfig)
+
+    def effective_claims(self) -> dict[str, str | tuple[str, ...]]:
+        """Binding name -> claim path(s): the defaults of issue 3 §6 with ``claims`` over them."""
+        return {**DEFAULT_CLAIMS, **self.claims}
 
     def validate(self) -> tuple[str, str] | None:
         if not self.token_sources:

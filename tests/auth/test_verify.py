@@ -131,7 +131,7 @@ async def test_not_yet_valid_iat_in_the_future(
 
 async def test_bad_signature(auth: Authenticator, idp: LocalIdP, keys: Keys) -> None:
     token = idp.token(keys.ec)
-    head, payload, sig = token.split(".")
+    head, _payload, sig = token.split(".")
     tampered = b64({**jwt.decode(token, options={"verify_signature": False}), "sub": "admin"})
     assert await reason_of(auth, f"{head}.{tampered}.{sig}") is Reason.BAD_SIGNATURE
 
