@@ -167,6 +167,9 @@ class WebhookConfig:
             return ("secret_env", "give at most one of secret_env and secret_file")
         if self.timeout_s <= 0:
             return ("timeout_s", "must be positive")
+        # Cookies are never a credential: they are what cross-site WebSocket hijacking rides on.
+        if any(h.lower() in ("cookie", "cookie2") for h in self.forward_headers):
+            return ("forward_headers", "cookies are never forwarded")
         if self.cache_ttl_s < 0:
             return ("cache_ttl_s", "must not be negative")
         return None
