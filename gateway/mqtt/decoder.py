@@ -224,7 +224,7 @@ class PacketDecoder:
         if packet_type == PacketType.CONNECT:
             packet: Packet = _decode_body(first, raw, header, MQTT_5)
             assert isinstance(packet, Connect)
-            if not self._connect_seen or self.protocol_level is None:
+            if self.protocol_level is None or (self._expect_connect and not self._connect_seen):
                 self.protocol_level = packet.protocol_level
             self._connect_seen = True
             return RawPacket(packet, raw)
