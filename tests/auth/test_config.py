@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import Authenticator, AuthConfig
+from gateway.auth import AuthConfig, Authenticator
 from gateway.configload import ConfigError
 
 from .conftest import auth_config

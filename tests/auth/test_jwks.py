@@ -105,6 +105,10 @@ async def test_random_kid_flood_fetches_at_most_once(
     tokens = [idp.token(keys.ec, kid=f"random-{i}") for i in range(200)]
     results = await asyncio.gather(*(auth.authenticate(creds(t)) for t in tokens))
     assert all(r.reason is Reason.UNKNOWN_KID for r in results)
+    # One after the other too (concurrent ones could share one in-flight request).
+    for i in range(50):
+        r = await auth.authenticate(creds(idp.token(keys.ec, kid=f"seq-{i}")))
+        assert r.reason is Reason.UNKNOWN_KID
     assert idp.hits["jwks"] == 2  # start-up + one refetch in the interval
     assert (await auth.authenticate(creds(idp.token(keys.ec)))).ok
 
