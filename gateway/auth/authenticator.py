@@ -52,8 +52,10 @@ class Credentials:
     remote_address: str
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     protocol_level: int = 4
-    # MQTT 5.0 §3.1.2.11.9 Authentication Method property of CONNECT, if any.
+    # MQTT 5.0 §3.1.2.11.9/10 Authentication Method and Data of CONNECT, if any. With
+    # method "jwt" the data is one more token carrier (and enables AUTH 0x19 later).
     auth_method: str | None = None
+    auth_data: bytes | None = None
 
     def __repr__(self) -> str:  # never print the secrets
         return (
@@ -180,6 +182,11 @@ class Authenticator:
                 found.append(creds.header_token)
             elif source == "query" and creds.query_token:
                 found.append(creds.query_token)
+        if creds.auth_method == AUTH_METHOD_JWT and creds.auth_data:
+            try:
+                found.append(creds.auth_data.decode("utf-8"))
+            except UnicodeDecodeError:
+                return None, Reason.MALFORMED
         if not found:
             return None, None
         if any(t != found[0] for t in found[1:]):

@@ -168,6 +168,7 @@ def creds(
     headers: Mapping[str, str] | None = None,
     protocol_level: int = 5,
     auth_method: str | None = None,
+    auth_data: bytes | None = None,
 ) -> Any:
     from gateway.auth import Credentials
 
@@ -182,6 +183,7 @@ def creds(
         headers=headers or {},
         protocol_level=protocol_level,
         auth_method=auth_method,
+        auth_data=auth_data,
     )
 
 

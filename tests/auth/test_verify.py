@@ -307,6 +307,21 @@ async def test_every_carrier(auth: Authenticator, idp: LocalIdP, keys: Keys) -> 
         assert (await auth.authenticate(c)).ok
 
 
+async def test_v5_authentication_data_with_method_jwt(
+    auth: Authenticator, idp: LocalIdP, keys: Keys
+) -> None:
+    token = idp.token(keys.ec)
+    r = await auth.authenticate(creds(None, auth_method="jwt", auth_data=token.encode()))
+    assert r.ok
+    r = await auth.authenticate(creds(token, auth_method="jwt", auth_data=token.encode()))
+    assert r.ok
+    other = idp.token(keys.ec, subject="u2")
+    r = await auth.authenticate(creds(other, auth_method="jwt", auth_data=token.encode()))
+    assert r.reason is Reason.TOKEN_MISMATCH
+    r = await auth.authenticate(creds(None, auth_method="jwt", auth_data=b"\xff"))
+    assert r.reason is Reason.MALFORMED
+
+
 async def test_carriers_must_agree(auth: Authenticator, idp: LocalIdP, keys: Keys) -> None:
     a, b = idp.token(keys.ec, subject="a"), idp.token(keys.ec, subject="b")
     assert (await auth.authenticate(creds(a, header=b))).reason is Reason.TOKEN_MISMATCH
