@@ -23,6 +23,12 @@ V3_NOT_AUTHORIZED = 0x05
 # MQTT 5.0 §3.14.2.1 DISCONNECT Reason Codes used after a failed re-authentication.
 V5_DISCONNECT_NOT_AUTHORIZED = 0x87
 V5_DISCONNECT_BAD_AUTHENTICATION_METHOD = 0x8C
+# MQTT 5.0 §3.14.2.1: sent when the token's exp passes without re-authentication.
+V5_DISCONNECT_MAXIMUM_CONNECT_TIME = 0xA0
+# MQTT 5.0 §3.15.2.1 AUTH Reason Codes.
+AUTH_SUCCESS = 0x00
+AUTH_CONTINUE = 0x18
+AUTH_REAUTHENTICATE = 0x19
 
 
 class Reason(StrEnum):
