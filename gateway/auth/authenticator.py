@@ -39,6 +39,10 @@ log = logging.getLogger("gateway.auth")
 # MQTT 5.0 §4.12: the Authentication Method the gateway understands (AUTH 0x19 carries a JWT).
 AUTH_METHOD_JWT = "jwt"
 
+# A token without ``kid`` is tried against every key that fits its alg, up to this many;
+# real key sets hold 1-4 keys (current, next, previous).
+MAX_KEYS_WITHOUT_KID = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
@@ -205,6 +209,10 @@ class Authenticator:
             candidates = select_keys(key_set.keys, p.kid, p.alg)
         if not candidates:
             raise Refused(Reason.UNKNOWN_KID if key_set.loaded else Reason.NO_KEYS)
+        if p.kid is None and len(candidates) > MAX_KEYS_WITHOUT_KID:
+            # Without a kid every fitting key is tried; a large key set would turn one
+            # token into many signature checks.
+            raise Refused(Reason.UNKNOWN_KID)
         claims = verify_with_keys(token, p, issuer, candidates, self.config.leeway_s)
         return issuer, claims
 

@@ -212,8 +212,8 @@ class RemoteKeySet(KeySet):
     async def _refresh_once(self) -> None:
         try:
             keys, lifetime = await self._fetch()
-        except FetchError as exc:
-            self._last_error = str(exc)
+        except Exception as exc:  # any failure keeps the last good keys (fail safe, not open)
+            self._last_error = str(exc) if isinstance(exc, FetchError) else type(exc).__name__
             self._next_refresh = self._clock() + self._cfg.retry_s
             log.warning(
                 "jwks_fetch_failed issuer=%s error=%s keeping=%d",

@@ -377,3 +377,31 @@ async def test_tokens_never_appear_in_results_or_logs(
                 assert part not in str(r.reason)
                 assert part not in caplog.text
     assert "not-a-jwt" not in repr(creds("not-a-jwt-secret-password", header="not-a-jwt-h"))
+
+
+async def test_token_without_kid(idp: LocalIdP, keys: Keys, make_auth: Any) -> None:
+    idp.publish(keys.rsa, keys.rsa2)
+    for k in idp.jwks["keys"]:
+        del k["kid"]
+    auth = await make_auth(
+        {"issuers": [{"issuer": idp.issuer, "audiences": [AUDIENCE], "jwks_url": idp.jwks_url}]}
+    )
+    for key in (keys.rsa, keys.rsa2):
+        payload = {"iss": idp.issuer, "aud": AUDIENCE, "sub": "u", "exp": int(now()) + 60}
+        assert (await auth.authenticate(creds(jwt.encode(payload, key, "RS256")))).ok
+    assert (await auth.authenticate(creds(idp.token(keys.rsa2, kid="k")))).reason is (
+        Reason.UNKNOWN_KID
+    )
+
+
+async def test_token_without_kid_against_a_large_key_set(
+    idp: LocalIdP, keys: Keys, make_auth: Any
+) -> None:
+    idp.publish(keys.rsa, *[keys.rsa2] * 4, kids=("a", "b", "c", "d", "e"))
+    auth = await make_auth(
+        {"issuers": [{"issuer": idp.issuer, "audiences": [AUDIENCE], "jwks_url": idp.jwks_url}]}
+    )
+    payload = {"iss": idp.issuer, "aud": AUDIENCE, "sub": "u", "exp": int(now()) + 60}
+    token = jwt.encode(payload, keys.rsa, "RS256")
+    assert (await auth.authenticate(creds(token))).reason is Reason.UNKNOWN_KID
+    assert (await auth.authenticate(creds(idp.token(keys.rsa, kid="a")))).ok
