@@ -126,8 +126,7 @@ class PacketDecoder:
     client's CONNECT) before anything but CONNECT can be decoded.
     """
 
-    __slots__ = ("_buf", "_connect_seen", "_error", "_expect_connect", "_pos", "max_packet_size",
-                 "protocol_level")  # fmt: skip
+    __slots__ = ("_awaiting_connect", "_buf", "_error", "_pos", "max_packet_size", "protocol_level")
 
     def __init__(
         self,
@@ -138,8 +137,8 @@ class PacketDecoder:
     ) -> None:
         self.max_packet_size = max_packet_size
         self.protocol_level = protocol_level
-        self._expect_connect = expect_connect
-        self._connect_seen = False
+        # True until the first CONNECT when this decoder reads a client.
+        self._awaiting_connect = expect_connect
         # Either the caller's own bytes object (nothing split yet: zero copy) or a bytearray
         # collecting a packet that arrived in pieces. ``_pos`` is where unread bytes start.
         self._buf: bytes | bytearray = b""
@@ -175,74 +174,122 @@ class PacketDecoder:
     def next_packet(self) -> RawPacket | None:
         """The next complete packet, or None when more bytes are needed.
 
-        Raises an ``MQTTError`` subclass for invalid input.
+        Raises an ``MQTTError`` subclass for invalid input, and nothing else.
         """
         if self._error is not None:
             raise self._error
-        try:
-            return self._next_packet()
-        except MQTTError as exc:
-            self._error = exc
-            raise
-
-    def _next_packet(self) -> RawPacket | None:
         buf = self._buf
         pos = self._pos
         size = len(buf)
-        if size - pos < 2:
-            if size - pos == 1 and (buf[pos] < 0x10 or self._gate_connect()):
-                self._check_first_byte(buf[pos])
-            return None
-        first = buf[pos]
-        length = buf[pos + 1]
-        if length < 0x80:
-            header = 2
-        else:
-            parsed = _remaining_length(buf, pos + 1, size)
-            if parsed is None:
-                self._check_first_byte(first)
+        try:
+            if size - pos < 2:
+                if size > pos and (buf[pos] < 0x10 or self._awaiting_connect):
+                    self._check_first_byte(buf[pos])
                 return None
-            length, header = parsed
-        if first < 0x10 or self._gate_connect():
-            self._check_first_byte(first)
-        total = header + length
-        if total > self.max_packet_size:
-            raise PacketTooLarge(
-                f"{_TYPE_NAMES[first >> 4]} of {total} bytes exceeds the maximum packet size "
-                f"{self.max_packet_size}"
-            )
-        end = pos + total
-        if end > size:
-            return None
-        if type(buf) is bytes:
-            raw = buf[pos:end]  # the whole object itself when it holds exactly one packet
-        else:
-            with memoryview(buf) as view:
-                raw = bytes(view[pos:end])
-        self._pos = end
-        packet_type = first >> 4
-        if packet_type == PacketType.CONNECT:
-            packet: Packet = _decode_body(first, raw, header, MQTT_5)
-            assert isinstance(packet, Connect)
-            if self.protocol_level is None or (self._expect_connect and not self._connect_seen):
-                self.protocol_level = packet.protocol_level
-            self._connect_seen = True
-            return RawPacket(packet, raw)
-        level = self.protocol_level
-        if level is None:
-            raise ProtocolError(f"{_TYPE_NAMES[packet_type]} before the protocol level is known")
-        return RawPacket(_decode_body(first, raw, header, level), raw)
+            first = buf[pos]
+            length = buf[pos + 1]
+            if length < 0x80:
+                header = 2
+            else:
+                parsed = _remaining_length(buf, pos + 1, size)
+                if parsed is None:
+                    self._check_first_byte(first)
+                    return None
+                length, header = parsed
+            if first < 0x10 or self._awaiting_connect:
+                self._check_first_byte(first)
+            total = header + length
+            if total > self.max_packet_size:
+                raise PacketTooLarge(
+                    f"{_TYPE_NAMES[first >> 4]} of {total} bytes exceeds the maximum packet "
+                    f"size {self.max_packet_size}"
+                )
+            end = pos + total
+            if end > size:
+                return None
+            if type(buf) is bytes:
+                raw = buf[pos:end]  # the very object when it holds exactly one packet
+            else:
+                with memoryview(buf) as view:
+                    raw = bytes(view[pos:end])
+            self._pos = end
+            level = self.protocol_level
+            if first >> 4 == PacketType.PUBLISH and level is not None:
+                return _new_raw_packet(_decode_publish(first & 0x0F, raw, header, level), raw)
+            if first >> 4 == PacketType.CONNECT:
+                return _new_raw_packet(self._decode_connect(first, raw, header), raw)
+            if level is None:
+                raise ProtocolError(f"{_TYPE_NAMES[first >> 4]} before the protocol level is known")
+            return _new_raw_packet(_decode_body(first, raw, header, level), raw)
+        except MQTTError as exc:
+            self._error = exc
+            raise
+        except (IndexError, ValueError) as exc:  # a safety net: the decoders check bounds
+            self._error = MalformedPacket(f"truncated or invalid packet: {exc}")
+            raise self._error from None
 
-    def _gate_connect(self) -> bool:
-        return self._expect_connect and not self._connect_seen
+    def _decode_connect(self, first: int, raw: bytes, header: int) -> Connect:
+        packet = _decode_body(first, raw, header, MQTT_5)  # CONNECT says its own level
+        assert isinstance(packet, Connect)
+        if self.protocol_level is None or self._awaiting_connect:
+            self.protocol_level = packet.protocol_level
+        self._awaiting_connect = False
+        return packet
 
     def _check_first_byte(self, first: int) -> None:
         """Checks that need only the first byte, so they fail before the body arrives."""
         packet_type = first >> 4
         if packet_type == 0:
             raise MalformedPacket("packet type 0 is reserved")
-        if self._expect_connect and not self._connect_seen and packet_type != PacketType.CONNECT:
+        if self._awaiting_connect and packet_type != PacketType.CONNECT:
             raise ProtocolError(f"first packet is {_TYPE_NAMES[packet_type]}, not CONNECT")
+
+
+# Frozen dataclasses assign each field through object.__setattr__, which doubles the cost of
+# building a PUBLISH. The two values made for every message are built through their slot
+# descriptors instead; the result is the same frozen object.
+def _slot_setters(cls: type, *names: str) -> tuple[Callable[[object, object], None], ...]:
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_SET_RAW: Final = _slot_setters(RawPacket, "packet", "raw")
+_SET_PUBLISH: Final = _slot_setters(
+    Publish, "topic", "payload", "qos", "retain", "dup", "packet_id", "properties"
+)
+
+
+def _new_raw_packet(
+    packet: Packet,
+    raw: bytes,
+    _new: Callable[[type[RawPacket]], RawPacket] = object.__new__,
+    _set: tuple[Callable[[object, object], None], ...] = _SET_RAW,
+) -> RawPacket:
+    self = _new(RawPacket)
+    _set[0](self, packet)
+    _set[1](self, raw)
+    return self
+
+
+def _new_publish(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    properties: Properties,
+    _new: Callable[[type[Publish]], Publish] = object.__new__,
+    _set: tuple[Callable[[object, object], None], ...] = _SET_PUBLISH,
+) -> Publish:
+    self = _new(Publish)
+    _set[0](self, topic)
+    _set[1](self, payload)
+    _set[2](self, qos)
+    _set[3](self, retain)
+    _set[4](self, dup)
+    _set[5](self, packet_id)
+    _set[6](self, properties)
+    return self
 
 
 def _remaining_length(buf: bytes | bytearray, pos: int, size: int) -> tuple[int, int] | None:
@@ -451,7 +498,7 @@ def _decode_publish(flags: int, data: bytes, pos: int, level: int) -> Publish:
             raise TopicNameInvalid("PUBLISH with an empty topic and no Topic Alias")
     elif not topic:
         raise TopicNameInvalid("PUBLISH with an empty topic")  # v3.1.1 4.7.3
-    return Publish(topic, data[pos:], qos, bool(flags & 0x01), dup, packet_id, properties)
+    return _new_publish(topic, data[pos:], qos, bool(flags & 0x01), dup, packet_id, properties)
 
 
 def _ack_decoder(

@@ -6,7 +6,7 @@ and the per-packet sections it points to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import IntEnum
 from typing import ClassVar, Final, TypeAlias
 
@@ -21,7 +21,10 @@ WILL_PROPERTIES: Final = 16
 
 
 class PropertyKind(IntEnum):
-    """The data representation of a property value (v5 1.5)."""
+    """The data representation of a property value (v5 1.5).
+
+    The fixed-size integer kinds have their size in bytes as value; the codec relies on it.
+    """
 
     BYTE = 1
     TWO_BYTE = 2
@@ -56,7 +59,7 @@ _NON_ZERO: Final = "non_zero"
 class PropertySpec:
     """How one property is encoded, where it may appear, and which values are allowed."""
 
-    __slots__ = ("allowed", "check", "kind", "pid", "repeatable")
+    __slots__ = ("allowed", "check", "code", "kind", "name", "pid", "repeatable")
 
     def __init__(
         self, pid: PropertyId, kind: PropertyKind, allowed: int, repeatable: int, check: str
@@ -66,6 +69,8 @@ class PropertySpec:
         self.allowed = allowed  # bitmask of contexts (packet types, WILL_PROPERTIES)
         self.repeatable = repeatable  # bitmask of contexts where it may appear more than once
         self.check = check
+        self.name = pid.name
+        self.code = int(kind)
 
 
 def _spec(
@@ -233,6 +238,19 @@ class Properties:
 
 
 Properties.EMPTY = Properties()
+_set_items: Final = Properties.__dict__["_items"].__set__
+
+
+def _new_properties(
+    items: tuple[tuple[PropertyId, PropertyValue], ...],
+    _new: Callable[[type[Properties]], Properties] = object.__new__,
+) -> Properties:
+    """Build from pairs the decoder has checked, skipping the checks and __setattr__."""
+    self = _new(Properties)
+    _set_items(self, items)
+    return self
+
+
 EMPTY: Final = Properties.EMPTY
 
 
@@ -323,7 +341,6 @@ def decode_properties(data: bytes, pos: int, end: int, context: int) -> tuple[Pr
     bit = 1 << context
     seen = 0
     items: list[tuple[PropertyId, PropertyValue]] = []
-    kinds = PropertyKind
     while pos < stop:
         ident = data[pos]
         pos += 1
@@ -332,39 +349,31 @@ def decode_properties(data: bytes, pos: int, end: int, context: int) -> tuple[Pr
             raise MalformedPacket(
                 f"unknown property identifier 0x{ident:02X} in {context_name(context)}"
             )
-        _check_allowed(spec, bit, seen, context)
+        if not spec.allowed & bit or (seen & (1 << ident) and not spec.repeatable & bit):
+            _check_allowed(spec, bit, seen, context)
         seen |= 1 << ident
-        kind = spec.kind
+        # Plain ints rather than PropertyKind members: enum attribute lookups are slow here.
+        kind = spec.code
         value: PropertyValue
-        if kind is kinds.BYTE:
-            if pos + 1 > stop:
+        if kind <= 4:  # Byte, Two Byte or Four Byte Integer: the kind is the size
+            if pos + kind > stop:
                 raise _truncated(spec, context)
-            value = data[pos]
-            pos += 1
-        elif kind is kinds.TWO_BYTE:
-            if pos + 2 > stop:
-                raise _truncated(spec, context)
-            value = (data[pos] << 8) | data[pos + 1]
-            pos += 2
-        elif kind is kinds.FOUR_BYTE:
-            if pos + 4 > stop:
-                raise _truncated(spec, context)
-            value = int.from_bytes(data[pos : pos + 4], "big")
-            pos += 4
-        elif kind is kinds.VBI:
-            value, pos = decode_vbi(data, pos, stop, spec.pid.name)
-        elif kind is kinds.BINARY:
-            value, pos = decode_binary(data, pos, stop, spec.pid.name)
-        elif kind is kinds.UTF8:
-            value, pos = decode_string(data, pos, stop, spec.pid.name)
-        else:
+            value = data[pos] if kind == 1 else int.from_bytes(data[pos : pos + kind], "big")
+            pos += kind
+        elif kind == 6:  # PropertyKind.UTF8
+            value, pos = decode_string(data, pos, stop, spec.name)
+        elif kind == 8:  # PropertyKind.UTF8_PAIR
             name, pos = decode_string(data, pos, stop, "USER_PROPERTY name")
             text, pos = decode_string(data, pos, stop, "USER_PROPERTY value")
             value = (name, text)
+        elif kind == 7:  # PropertyKind.BINARY
+            value, pos = decode_binary(data, pos, stop, spec.name)
+        else:
+            value, pos = decode_vbi(data, pos, stop, spec.name)
         if spec.check:
             check_value(spec, value, context)
         items.append((spec.pid, value))
-    return Properties._trusted(tuple(items)), pos
+    return _new_properties(tuple(items)), pos
 
 
 def _truncated(spec: PropertySpec, context: int) -> MalformedPacket:
@@ -473,36 +482,35 @@ def encode_properties(properties: Properties, context: int) -> bytes:
     """Encode property length and properties for ``context``, validating them first."""
     if not properties:
         return b"\x00"
-    validate(properties, context)
+    bit = 1 << context
+    seen = 0
     parts: list[bytes] = []
     for pid, value in properties:
         spec = SPECS[pid]
-        kind = spec.kind
-        head = bytes((pid,))
-        if kind is PropertyKind.BYTE:
+        if not spec.allowed & bit or (seen & (1 << pid) and not spec.repeatable & bit):
+            _check_allowed(spec, bit, seen, context)
+        seen |= 1 << pid
+        if spec.check:
+            check_value(spec, value, context)
+        kind = spec.code
+        if kind <= 4:  # Byte, Two Byte or Four Byte Integer: the kind is the size
             assert isinstance(value, int)
-            parts.append(head + _encode_int(value, 1, spec))
-        elif kind is PropertyKind.TWO_BYTE:
-            assert isinstance(value, int)
-            parts.append(head + _encode_int(value, 2, spec))
-        elif kind is PropertyKind.FOUR_BYTE:
-            assert isinstance(value, int)
-            parts.append(head + _encode_int(value, 4, spec))
-        elif kind is PropertyKind.VBI:
-            assert isinstance(value, int)
-            parts.append(head + encode_vbi(value))
-        elif kind is PropertyKind.UTF8:
+            parts.append(bytes((pid,)) + _encode_int(value, kind, spec))
+        elif kind == 6:  # PropertyKind.UTF8
             assert isinstance(value, str)
-            parts.append(head + encode_string(value, spec.pid.name))
-        elif kind is PropertyKind.BINARY:
-            assert isinstance(value, bytes)
-            parts.append(head + encode_binary(value, spec.pid.name))
-        else:
+            parts.append(bytes((pid,)) + encode_string(value, spec.name))
+        elif kind == 8:  # PropertyKind.UTF8_PAIR
             assert isinstance(value, tuple)
             parts.append(
-                head
+                b"\x26"
                 + encode_string(value[0], "USER_PROPERTY name")
                 + encode_string(value[1], "USER_PROPERTY value")
             )
+        elif kind == 7:  # PropertyKind.BINARY
+            assert isinstance(value, bytes)
+            parts.append(bytes((pid,)) + encode_binary(value, spec.name))
+        else:
+            assert isinstance(value, int)
+            parts.append(bytes((pid,)) + encode_vbi(value))
     body = b"".join(parts)
     return encode_vbi(len(body)) + body
