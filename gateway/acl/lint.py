@@ -1,0 +1,78 @@
+"""Warnings about rules that are valid but probably not what their author meant.
+
+The checks are sound but not complete: a warning is only given when it holds for
+every identity, by treating each variable as an opaque level that equals only itself.
+"""
+
+from __future__ import annotations
+
+from gateway.acl.rule import Rule
+from gateway.acl.topic import MULTI, Levels, contains
+
+# A marker no literal level can hold (U+0000 is refused in topics, MQTT 4.7.3), so a
+# variable level compares equal only to the same variable level.
+_OPAQUE = "\x00"
+
+
+def symbolic_levels(rule: Rule) -> Levels:
+    return tuple(t.source if t.is_literal else _OPAQUE + t.source for t in rule.levels)
+
+
+def always_overrides(deny: Rule, allow: Rule) -> bool:
+    """Whether ``deny`` applies and concerns whenever ``allow`` would grant something."""
+    if not allow.actions <= deny.actions:
+        return False
+    if deny.principal is not None and deny.principal != allow.principal:
+        return False
+    allow_when = {c.binding: c.accepted for c in allow.when}
+    for cond in deny.when:
+        if cond.binding not in allow_when or not allow_when[cond.binding] <= cond.accepted:
+            return False
+    return contains(symbolic_levels(deny), symbolic_levels(allow))
+
+
+def lint_rules(rules: tuple[Rule, ...] | list[Rule]) -> list[tuple[str, str, int, str]]:
+    """(code, message, rule index, key) for every warning, in rule order."""
+    out: list[tuple[str, str, int, str]] = []
+    denies = [r for r in rules if r.effect == "deny"]
+    for rule in rules:
+        if rule.effect == "allow":
+            for deny in denies:
+                if always_overrides(deny, rule):
+                    out.append(
+                        (
+                            "never_effective",
+                            f"allow rule {rule.id!r} is never effective: deny rule {deny.id!r}"
+                            " concerns everything it allows (deny overrides allow)",
+                            rule.index,
+                            "topic",
+                        )
+                    )
+                    break
+            if (
+                rule.principal is None
+                and not rule.when
+                and contains(symbolic_levels(rule), (MULTI,))
+            ):
+                out.append(
+                    (
+                        "allow_everything",
+                        f"allow rule {rule.id!r} is as broad as '#' for every identity",
+                        rule.index,
+                        "topic",
+                    )
+                )
+        else:
+            names = [v for t in rule.levels for v in t.variables]
+            if names:
+                shown = ", ".join("{" + n + "}" for n in dict.fromkeys(names))
+                out.append(
+                    (
+                        "unusable_widens",
+                        f"deny rule {rule.id!r}: for an identity where {shown} is unusable,"
+                        " each level holding it matches any level (fail closed)",
+                        rule.index,
+                        "topic",
+                    )
+                )
+    return out
