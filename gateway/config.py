@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from gateway.auth.config import AuthConfig
 from gateway.configload import ConfigError, dump_dataclass, load_dataclass, secret
 
 # MQTT 5 spec 2.1.4: the remaining length is at most 268,435,455 bytes. 1 MiB plus
@@ -130,17 +131,42 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AclConfig:
+    """``[acl]``: the topic policy enforced on every CONNECT, PUBLISH and SUBSCRIBE."""
+
+    policy: str = "config/policy.json"
+    # v3.1.1 has no reason code for a refused PUBLISH (issue 5, item 2).
+    on_publish_deny: Literal["ack", "disconnect"] = "ack"
+    # Reload when the file changes; checked every watch_interval_s (a stat, no inotify
+    # dependency: policies change rarely and a two-second delay is fine).
+    watch: bool = True
+    watch_interval_s: float = 2.0
+    # MQTT v5 topic aliases a client may use (spec 3.2.2.3.8), held by the gateway.
+    topic_alias_maximum: int = 64
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.watch_interval_s <= 0:
+            return ("watch_interval_s", "must be positive")
+        if not 0 <= self.topic_alias_maximum <= 65535:
+            return ("topic_alias_maximum", "must be between 0 and 65535")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    # The directory relative paths in the file are resolved against.
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    acl: AclConfig = field(default_factory=AclConfig)
+    # Relative paths in the file are relative to the working directory the gateway
+    # starts in (as in the container image: WORKDIR /app, config/ and certs/ beside).
     base_dir: str = field(default=".", metadata={"internal": True})
 
     def path(self, p: str) -> Path:
-        """A path from the configuration, relative to the config file's directory."""
+        """A path from the configuration, relative to the working directory."""
         q = Path(p)
         return q if q.is_absolute() else Path(self.base_dir) / q
 
@@ -175,7 +201,6 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     if "base_dir" in table:
         raise ConfigError(file, "base_dir", "unknown key")
-    table["base_dir"] = str(Path(path).resolve().parent)
     config = load_dataclass(GatewayConfig, table, file)
     up = config.upstream
     read_secret(
@@ -193,6 +218,7 @@ def effective_config(config: GatewayConfig) -> dict[str, object]:
 
 
 __all__ = [
+    "AclConfig",
     "AdminConfig",
     "ConfigError",
     "GatewayConfig",

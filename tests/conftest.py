@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.certs import make_dev_certs
-from tests.support.authn import AcceptEveryone
 from tests.support.gateway_thread import GatewayThread, write_config
+from tests.support.idp import PERMIT_ALL_POLICY, DevIdp
 from tests.support.mosquitto import Mosquitto
 
 
@@ -29,23 +29,52 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     m.stop()
 
 
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> DevIdp:
+    """The development issuer: a key made at test time, its JWKS file, tokens."""
+    return DevIdp(tmp_path_factory.mktemp("idp"))
+
+
 GatewayFactory = Callable[..., GatewayThread]
 
 
 @pytest.fixture
-def gateway_factory(tmp_path: Path, certs: Path, broker: Mosquitto) -> Iterator[GatewayFactory]:
+def gateway_factory(
+    tmp_path: Path, certs: Path, broker: Mosquitto, idp: DevIdp
+) -> Iterator[GatewayFactory]:
+    """Starts gateways with real JWT authentication (the test issuer) and a policy file."""
     started: list[GatewayThread] = []
 
     def make(
-        *, authenticator: object | None = None, upstream_port: int | None = None, **kw: str
+        *,
+        upstream_port: int | None = None,
+        policy: str = PERMIT_ALL_POLICY,
+        auth: str | None = None,
+        acl: str = "",
+        extra: str = "",
+        **kw: str,
     ) -> GatewayThread:
+        n = len(started)
+        policy_path = tmp_path / f"policy{n}.json"
+        policy_path.write_text(policy)
+        sections = (
+            (auth if auth is not None else idp.auth_toml())
+            + f"""
+[acl]
+policy = "{policy_path}"
+watch_interval_s = 0.2
+{acl}
+{extra}
+"""
+        )
         path = write_config(
-            tmp_path / f"gateway{len(started)}.toml",
+            tmp_path / f"gateway{n}.toml",
             certs=certs,
             upstream_port=upstream_port if upstream_port is not None else broker.port,
+            extra=sections,
             **kw,
         )
-        gt = GatewayThread.from_file(path, authenticator or AcceptEveryone())  # type: ignore[arg-type]
+        gt = GatewayThread.from_file(path, idp=idp, certs=certs, policy_path=policy_path)
         started.append(gt.start())
         return gt
 

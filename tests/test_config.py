@@ -24,7 +24,8 @@ def test_defaults_and_values(tmp_path: Path) -> None:
     assert cfg.listener.path == "/mqtt"
     assert cfg.listener.allowed_origins == ("https://app.example.com",)
     assert cfg.upstream.host == "127.0.0.1" and cfg.upstream.port == 1883
-    assert cfg.path("certs/x.pem") == tmp_path / "certs/x.pem"
+    assert cfg.path("certs/x.pem") == Path("certs/x.pem")
+    assert cfg.path("/abs/x.pem") == Path("/abs/x.pem")
 
 
 @pytest.mark.parametrize(

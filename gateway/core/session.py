@@ -22,6 +22,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.acl import Policy, PolicyDecision
+from gateway.core.aliases import AliasError, TopicAliases
 from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
@@ -30,8 +32,14 @@ from gateway.core.outputs import (
     Reauthenticate,
     Step,
 )
+from gateway.core.subscriptions import (
+    ActiveSubscription,
+    PendingSubscribe,
+    SubscriptionBook,
+    share_group_of,
+)
 from gateway.identity import Identity
-from gateway.mqtt.constants import MQTT_5, ConnackV3, PropertyId, ReasonCode
+from gateway.mqtt.constants import MQTT_5, SUBACK_FAILURE_V3, ConnackV3, PropertyId, ReasonCode
 from gateway.mqtt.decoder import PacketDecoder, RawPacket
 from gateway.mqtt.encoder import encode
 from gateway.mqtt.errors import MQTTError, PacketTooLarge, UnsupportedProtocolVersion
@@ -41,9 +49,14 @@ from gateway.mqtt.packets import (
     Connect,
     Disconnect,
     Pingreq,
+    Puback,
+    Pubcomp,
     Publish,
+    Pubrec,
+    Pubrel,
     Suback,
     Subscribe,
+    Subscription,
     Unsuback,
     Unsubscribe,
 )
@@ -91,6 +104,12 @@ class SessionSettings:
     connect_timeout_s: float
     upstream_username: str | None = None
     upstream_password: bytes | None = None
+    # v3.1.1 has no reason code for a refused PUBLISH: acknowledge it as if delivered
+    # (what Mosquitto does) or disconnect (issue 5, item 2).
+    on_publish_deny: str = "ack"
+    # Aliases a v5 client may use towards the gateway (spec 3.2.2.3.8). The gateway holds
+    # one map per client, so it is bounded: 64 covers the hot topics of any real client.
+    topic_alias_maximum: int = 64
 
 
 def _assigned_client_id() -> str:
@@ -105,10 +124,21 @@ class Session:
         self,
         settings: SessionSettings,
         now: float,
+        policy: Policy,
         *,
         client_id_factory: Callable[[], str] = _assigned_client_id,
     ) -> None:
         self.settings = settings
+        self.policy = policy
+        self.subscriptions = SubscriptionBook()
+        self._client_aliases = TopicAliases(settings.topic_alias_maximum)
+        # The broker is told the client accepts no aliases (upstream CONNECT); if it
+        # sends some anyway they are resolved, up to the same bound.
+        self._broker_aliases = TopicAliases(settings.topic_alias_maximum)
+        # QoS 2 flows the gateway answers itself (refused publishes from the client,
+        # refused deliveries from the broker), keyed by packet identifier.
+        self._local_qos2_from_client: set[int] = set()
+        self._local_qos2_from_broker: set[int] = set()
         self.state = SessionState.AWAIT_CONNECT
         self.protocol_level: int | None = None
         self.identity: Identity | None = None
@@ -170,8 +200,42 @@ class Session:
         self.identity = identity.with_client_id(self.client_id)
         self.upstream_client_id = upstream_client_id
         self._expires_at = identity.expires_at
+        will = self.connect.will if self.connect is not None else None
+        if will is not None:
+            # The will is a PUBLISH the broker makes later on the client's behalf; it is
+            # authorized now, since nothing can stop it once the broker holds it.
+            d = self.policy.authorize_publish(self.identity, will.topic, will.qos, will.retain)
+            self._audit_decision(step, "will", will.topic, will.qos, will.retain, d)
+            if not d.allowed:
+                self._audit(step, "connect", "deny", "will_" + d.reason)
+                self._refuse_connect(
+                    step, ReasonCode.NOT_AUTHORIZED, ConnackV3.NOT_AUTHORIZED, "will_denied"
+                )
+                return step
         self.state = SessionState.OPENING_UPSTREAM
         step.actions.append(OpenUpstream())
+        return step
+
+    def policy_changed(self, policy: Policy) -> Step:
+        """A new policy: new decisions use it, and subscriptions it refuses are revoked."""
+        self.policy = policy
+        return self._recheck_subscriptions("policy_changed")
+
+    def _recheck_subscriptions(self, why: str) -> Step:
+        step = Step()
+        if self.state is not SessionState.CONNECTED or self.identity is None:
+            return step
+        revoked: list[str] = []
+        for flt, sub in list(self.subscriptions.active.items()):
+            d = self.policy.authorize_subscribe(self.identity, flt, sub.qos)
+            if not d.allowed:
+                revoked.append(flt)
+                del self.subscriptions.active[flt]
+                self._audit_decision(step, "revoke", flt, sub.qos, False, d, cause=why)
+        if revoked:
+            assert self.protocol_level is not None
+            pid = self.subscriptions.own_packet_id()
+            step.to_upstream.append(encode(Unsubscribe(pid, tuple(revoked)), self.protocol_level))
         return step
 
     def auth_failed(self, reason: str, connack_v5: int, connack_v3: int) -> Step:
@@ -253,6 +317,10 @@ class Session:
         self._audit(step, "reauth", "allow", "reauthenticated")
         props = ((PropertyId.AUTHENTICATION_METHOD, JWT_AUTH_METHOD),)
         step.to_client.append(encode(Auth(ReasonCode.SUCCESS, Properties(props)), MQTT_5))
+        # New claims (a role removed, say) may no longer allow what was subscribed.
+        recheck = self._recheck_subscriptions("reauthenticated")
+        step.to_upstream += recheck.to_upstream
+        step.actions += recheck.actions
         return step
 
     def reauth_failed(self, reason: str) -> Step:
@@ -372,6 +440,9 @@ class Session:
         )
         if connect.protocol_level == MQTT_5:
             props = props.with_(PropertyId.MAXIMUM_PACKET_SIZE, self._client_max_packet_size())
+            # No aliases from the broker (spec 3.1.2.11.5, default 0): deliveries carry
+            # their topic, which the delivery check reads.
+            props = props.without(PropertyId.TOPIC_ALIAS_MAXIMUM)
         password = self.settings.upstream_password
         username = self.settings.upstream_username
         if username is None:
@@ -417,6 +488,14 @@ class Session:
             self.on_client_publish(raw, packet, step)
         elif isinstance(packet, Subscribe):
             self.on_client_subscribe(raw, packet, step)
+        elif isinstance(packet, Pubrel) and packet.packet_id in self._local_qos2_from_client:
+            # The end of a QoS 2 flow the gateway answered itself (a refused PUBLISH).
+            self._local_qos2_from_client.discard(packet.packet_id)
+            step.to_client.append(encode(Pubcomp(packet.packet_id), self._level()))
+        elif isinstance(packet, Unsubscribe):
+            for flt in packet.topic_filters:
+                self.subscriptions.active.pop(flt, None)
+            step.to_upstream.append(raw.raw)
         elif isinstance(packet, Auth):
             self._client_auth(packet, step)
         elif isinstance(packet, Disconnect):
@@ -462,12 +541,76 @@ class Session:
         step.actions.append(Reauthenticate(token))
 
     def on_client_publish(self, raw: RawPacket, packet: Publish, step: Step) -> None:
-        """A PUBLISH from the client (authorization seam: issue 5)."""
-        step.to_upstream.append(raw.raw)
+        """A PUBLISH from the client: authorized on topic, QoS and retain (issue 5, item 2)."""
+        topic = packet.topic
+        alias = packet.properties.get(PropertyId.TOPIC_ALIAS) if packet.properties else None
+        if isinstance(alias, int):
+            resolved = self._client_aliases.resolve(topic, alias)
+            if isinstance(resolved, AliasError):
+                self._audit(step, "publish", "deny", resolved.reason, topic=topic, alias=alias)
+                self._disconnect_client(step, resolved.reason_code, resolved.reason)
+                return
+            topic = resolved
+        assert self.identity is not None
+        d = self.policy.authorize_publish(self.identity, topic, packet.qos, packet.retain)
+        self._audit_decision(step, "publish", topic, packet.qos, packet.retain, d)
+        if d.allowed:
+            if isinstance(alias, int):
+                # Forwarded with its full topic and no alias: the broker's map stays empty.
+                props = packet.properties.without(PropertyId.TOPIC_ALIAS)
+                out = dataclasses.replace(packet, topic=topic, properties=props)
+                step.to_upstream.append(encode(out, self._level()))
+            else:
+                step.to_upstream.append(raw.raw)
+            return
+        self._refuse_publish(packet, step, d)
+
+    def _refuse_publish(self, packet: Publish, step: Step, d: PolicyDecision) -> None:
+        """Nothing refused reaches the broker; the client's QoS flow is completed here."""
+        level = self._level()
+        if level != MQTT_5 and self.settings.on_publish_deny == "disconnect":
+            self._close(step, "publish_denied", WS_POLICY_VIOLATION)
+            return
+        code = ReasonCode.NOT_AUTHORIZED if level == MQTT_5 else 0
+        if packet.qos == 1 and packet.packet_id is not None:
+            step.to_client.append(encode(Puback(packet.packet_id, code), level))
+        elif packet.qos == 2 and packet.packet_id is not None:
+            step.to_client.append(encode(Pubrec(packet.packet_id, code), level))
+            # v3.1.1 4.3.3: the client answers PUBREC with PUBREL, which the gateway
+            # completes; v5 ends the flow at a failing PUBREC, but a PUBREL is answered too.
+            self._local_qos2_from_client.add(packet.packet_id)
 
     def on_client_subscribe(self, raw: RawPacket, packet: Subscribe, step: Step) -> None:
-        """A SUBSCRIBE from the client (authorization seam: issue 5)."""
-        step.to_upstream.append(raw.raw)
+        """A decision per filter; only allowed filters reach the broker (issue 5, item 4)."""
+        assert self.identity is not None
+        level = self._level()
+        codes: list[int | None] = []
+        forwarded: list[Subscription] = []
+        rule_ids: list[str | None] = []
+        changed = False
+        for sub in packet.subscriptions:
+            d = self.policy.authorize_subscribe(self.identity, sub.topic_filter, sub.qos)
+            self._audit_decision(step, "subscribe", sub.topic_filter, sub.qos, False, d)
+            if d.allowed and d.granted_qos is not None:
+                if d.granted_qos != sub.qos:
+                    sub = dataclasses.replace(sub, qos=d.granted_qos)
+                    changed = True
+                forwarded.append(sub)
+                rule_ids.append(d.rule_id)
+                codes.append(None)
+            else:
+                changed = True
+                codes.append(_subscribe_refusal(level, d))
+        if not forwarded:
+            refusals = tuple(c for c in codes if c is not None)
+            step.to_client.append(encode(Suback(packet.packet_id, refusals), level))
+            return
+        self.subscriptions.pending[packet.packet_id] = PendingSubscribe(codes, forwarded, rule_ids)
+        if changed:
+            out = dataclasses.replace(packet, subscriptions=tuple(forwarded))
+            step.to_upstream.append(encode(out, level))
+        else:
+            step.to_upstream.append(raw.raw)
 
     # -- packets from the broker -------------------------------------------------
 
@@ -481,6 +624,14 @@ class Session:
             return
         if isinstance(packet, Publish):
             self.on_delivery(raw, packet, step)
+        elif isinstance(packet, Suback):
+            self._upstream_suback(raw, packet, step)
+        elif isinstance(packet, Unsuback):
+            if not self.subscriptions.take_own_unsuback(packet.packet_id):
+                step.to_client.append(raw.raw)
+        elif isinstance(packet, Pubrel) and packet.packet_id in self._local_qos2_from_broker:
+            self._local_qos2_from_broker.discard(packet.packet_id)
+            step.to_upstream.append(encode(Pubcomp(packet.packet_id), self._level()))
         elif isinstance(packet, Disconnect):
             step.to_client.append(raw.raw)
             self._audit(
@@ -507,6 +658,8 @@ class Session:
                 props = props.with_(PropertyId.ASSIGNED_CLIENT_IDENTIFIER, self.client_id)
             else:
                 props = props.without(PropertyId.ASSIGNED_CLIENT_IDENTIFIER)
+            # The client's aliases end at the gateway (core/aliases.py): it offers its own.
+            props = props.with_(PropertyId.TOPIC_ALIAS_MAXIMUM, self.settings.topic_alias_maximum)
             broker_max = props.get(PropertyId.MAXIMUM_PACKET_SIZE)
             ours = self.settings.max_packet_size
             props = props.with_(
@@ -523,8 +676,73 @@ class Session:
         self._drain_client(step)
 
     def on_delivery(self, raw: RawPacket, packet: Publish, step: Step) -> None:
-        """A PUBLISH from the broker to the client (delivery check seam: issue 5)."""
-        step.to_client.append(raw.raw)
+        """A PUBLISH from the broker, checked against what the identity may receive now.
+
+        Defence in depth, and what makes revocation immediate (issue 5, item 5): a
+        refused delivery is dropped and acknowledged to the broker, so that its flow
+        control never stalls.
+        """
+        topic = packet.topic
+        alias = packet.properties.get(PropertyId.TOPIC_ALIAS) if packet.properties else None
+        if isinstance(alias, int):
+            resolved = self._broker_aliases.resolve(topic, alias)
+            if isinstance(resolved, AliasError):
+                self._upstream_error(step, f"broker {resolved.reason}")
+                return
+            topic = resolved
+        assert self.identity is not None
+        d = self.policy.authorize_delivery(self.identity, topic, packet.qos)
+        if not d.allowed:
+            # The message may have come through a shared subscription whose rule admits
+            # only that group (ACL v2 share_group).
+            for group in self.subscriptions.share_groups():
+                alt = self.policy.authorize_delivery(
+                    self.identity, topic, packet.qos, share_group=group
+                )
+                if alt.allowed:
+                    d = alt
+                    break
+        self._audit_decision(step, "delivery", topic, packet.qos, packet.retain, d)
+        level = self._level()
+        if d.allowed:
+            if isinstance(alias, int):
+                props = packet.properties.without(PropertyId.TOPIC_ALIAS)
+                out = dataclasses.replace(packet, topic=topic, properties=props)
+                step.to_client.append(encode(out, level))
+            else:
+                step.to_client.append(raw.raw)
+            return
+        if packet.qos == 1 and packet.packet_id is not None:
+            step.to_upstream.append(encode(Puback(packet.packet_id), level))
+        elif packet.qos == 2 and packet.packet_id is not None:
+            self._local_qos2_from_broker.add(packet.packet_id)
+            step.to_upstream.append(encode(Pubrec(packet.packet_id), level))
+
+    def _upstream_suback(self, raw: RawPacket, packet: Suback, step: Step) -> None:
+        """Merge the broker's codes with the gateway's refusals, in the client's order."""
+        pending = self.subscriptions.pending.pop(packet.packet_id, None)
+        if pending is None:
+            step.to_client.append(raw.raw)
+            return
+        broker_codes = iter(packet.reason_codes)
+        merged: list[int] = []
+        forwarded = iter(zip(pending.forwarded, pending.rule_ids, strict=True))
+        for code in pending.codes:
+            if code is not None:
+                merged.append(code)
+                continue
+            got = next(broker_codes, SUBACK_FAILURE_V3)
+            merged.append(got)
+            sub, rule_id = next(forwarded)
+            if got < 0x80:
+                self.subscriptions.active[sub.topic_filter] = ActiveSubscription(
+                    sub.topic_filter, got, rule_id, share_group_of(sub.topic_filter)
+                )
+        if tuple(merged) == packet.reason_codes:
+            step.to_client.append(raw.raw)
+        else:
+            out = dataclasses.replace(packet, reason_codes=tuple(merged))
+            step.to_client.append(encode(out, self._level()))
 
     def _upstream_error(self, step: Step, reason: str) -> None:
         self._audit(step, "disconnect", "deny", "upstream_protocol_error", detail=reason)
@@ -554,12 +772,48 @@ class Session:
         self._connect_deadline = None
         step.actions.append(Close(reason, ws_code))
 
+    def _level(self) -> int:
+        assert self.protocol_level is not None
+        return self.protocol_level
+
+    def _audit_decision(
+        self,
+        step: Step,
+        action: str,
+        topic: str,
+        qos: int,
+        retain: bool,
+        d: PolicyDecision,
+        **extra: object,
+    ) -> None:
+        attributes: dict[str, object] = {
+            "client_id": self.client_id,
+            "topic": topic,
+            "qos": qos,
+            "retain": retain,
+            "rule_id": d.rule_id,
+            "pattern": d.pattern,
+            "granted_qos": d.granted_qos,
+            "policy_version": d.policy_version,
+        }
+        attributes.update(extra)
+        step.actions.append(AuditEvent(action, d.verdict, d.reason, attributes))
+
     def _audit(self, step: Step, kind: str, verdict: str, reason: str, **attrs: object) -> None:
         attributes: dict[str, object] = {"client_id": self.client_id}
         if self.protocol_level is not None:
             attributes["protocol_level"] = self.protocol_level
         attributes.update(attrs)
         step.actions.append(AuditEvent(kind, verdict, reason, attributes))
+
+
+def _subscribe_refusal(level: int, d: PolicyDecision) -> int:
+    """v3.1.1: 0x80 (spec 3.9.3); v5: 0x8F for a filter that is not valid, else 0x87."""
+    if level != MQTT_5:
+        return SUBACK_FAILURE_V3
+    if d.reason == "invalid_topic":
+        return ReasonCode.TOPIC_FILTER_INVALID
+    return ReasonCode.NOT_AUTHORIZED
 
 
 def peek_protocol_level(head: bytes) -> int | None:

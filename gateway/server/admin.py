@@ -30,8 +30,16 @@ async def readyz(request: web.Request) -> web.Response:
         ),
         "accepting": gateway.accepting,
         "connections": len(gateway.connections),
+        "policy_version": gateway.policy.version,
     }
-    ready = upstream_ok and checks["certificates"] == "ok" and gateway.accepting
+    auth = gateway.authenticator.readiness()
+    checks["auth"] = auth
+    ready = (
+        upstream_ok
+        and checks["certificates"] == "ok"
+        and gateway.accepting
+        and bool(auth.get("ready", True))
+    )
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status=200 if ready else 503,

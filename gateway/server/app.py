@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import ssl
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__, logs
-from gateway.config import GatewayConfig, read_secret
+from gateway.acl import Policy, PolicyError, load_policy
+from gateway.config import ConfigError, GatewayConfig, read_secret
 from gateway.core.outputs import AuditEvent
 from gateway.logs import log
 from gateway.server.authn import ConnectAuthenticator
@@ -28,9 +30,20 @@ logger = logging.getLogger("mqttgate")
 class Gateway:
     """Owns the listeners and the live connections of one gateway process."""
 
-    def __init__(self, config: GatewayConfig, authenticator: ConnectAuthenticator) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        authenticator: ConnectAuthenticator,
+        policy: Policy | None = None,
+    ) -> None:
         self.config = config
         self.authenticator = authenticator
+        self.policy_path = config.path(config.acl.policy)
+        # A policy that cannot be loaded at start-up stops the gateway (PolicyError).
+        self.policy: Policy = policy if policy is not None else load_policy(self.policy_path)
+        self.previous_policy: Policy | None = None
+        self._policy_mtime = _mtime(self.policy_path)
+        self._watch_task: asyncio.Task[None] | None = None
         secret = read_secret(
             config.upstream.password_env,
             config.upstream.password_file,
@@ -91,7 +104,51 @@ class Gateway:
         add_admin_routes(app)
         return app
 
+    # -- policy ------------------------------------------------------------------
+
+    async def set_policy(self, policy: Policy, *, cause: str) -> None:
+        """Swap the policy atomically; live subscriptions it refuses are revoked."""
+        self.previous_policy, self.policy = self.policy, policy
+        log(
+            logger,
+            logging.INFO,
+            "policy activated",
+            version=policy.version,
+            cause=cause,
+            rules=len(policy.rules),
+        )
+        for conn in list(self.connections):
+            await conn.policy_changed(policy)
+
+    async def reload_policy(self, cause: str) -> bool:
+        """Load the policy file again; a bad file keeps the active policy (and says why)."""
+        try:
+            policy = load_policy(self.policy_path)
+        except (PolicyError, OSError) as exc:
+            log(
+                logger,
+                logging.ERROR,
+                "policy reload failed; keeping the active policy",
+                error=str(exc),
+                cause=cause,
+            )
+            return False
+        self._policy_mtime = _mtime(self.policy_path)
+        if policy.version != self.policy.version:
+            await self.set_policy(policy, cause=cause)
+        return True
+
+    async def _watch_policy(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.acl.watch_interval_s)
+            mtime = _mtime(self.policy_path)
+            if mtime != self._policy_mtime:
+                await self.reload_policy("file_changed")
+
     async def start(self) -> None:
+        await self.authenticator.start()
+        if self.config.acl.watch:
+            self._watch_task = asyncio.create_task(self._watch_policy())
         lst = self.config.listener
         runner = web.AppRunner(self.client_app(), access_log=None, handle_signals=False)
         await runner.setup()
@@ -174,6 +231,23 @@ class Gateway:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        await self.authenticator.close()
+
+    def on_sighup(self) -> None:
+        """SIGHUP: certificates and the policy are read again; connections stay."""
+        self.reload_certificates()
+        asyncio.get_running_loop().create_task(self.reload_policy("sighup"))
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -190,7 +264,7 @@ async def run_until_signalled(gateway: Gateway) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, gateway.reload_certificates)
+    loop.add_signal_handler(signal.SIGHUP, gateway.on_sighup)
     await gateway.start()
     await stop.wait()
     log(logger, logging.INFO, "shutting down", connections=len(gateway.connections))
@@ -204,8 +278,9 @@ def serve(config: GatewayConfig, log_level: str | None = None) -> int:
     try:
         authenticator = build_authenticator(config)
         gateway = Gateway(config, authenticator)
-    except Exception as exc:  # start-up errors are one line, not a traceback
-        print(f"mqttgate: {exc}")
+    except (ConfigError, PolicyError, OSError, ssl.SSLError, ValueError) as exc:
+        # Start-up errors are one line naming what is wrong, not a traceback.
+        print(f"mqttgate: {exc}", file=sys.stderr)
         return 1
     asyncio.run(run_until_signalled(gateway))
     return 0

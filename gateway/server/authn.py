@@ -30,9 +30,20 @@ class AuthOutcome:
     upstream_client_id: str | None = None
     connack_v5: int = ReasonCode.NOT_AUTHORIZED
     connack_v3: int = ConnackV3.NOT_AUTHORIZED
+    issuer: str | None = None
 
 
 class ConnectAuthenticator(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check_upgrade(
+        self, header_token: str | None, query_token: str | None, remote_address: str | None
+    ) -> tuple[int, str] | None: ...
+
+    def readiness(self) -> dict[str, object]: ...
+
     async def authenticate(
         self, connect: Connect, client_id: str, transport: TransportInfo
     ) -> AuthOutcome: ...

@@ -1,10 +1,86 @@
-"""Builds the authenticator the configuration asks for."""
+"""The JWT/webhook authenticator (gateway.auth) behind the shell's authentication seam."""
 
 from __future__ import annotations
 
+from gateway.auth import AUTH_METHOD_JWT, Authenticator, AuthResult, ClientIdRefused, Credentials
 from gateway.config import GatewayConfig
-from gateway.server.authn import ConnectAuthenticator
+from gateway.identity import Identity
+from gateway.mqtt.constants import ConnackV3, PropertyId, ReasonCode
+from gateway.mqtt.packets import Connect
+from gateway.server.authn import AuthOutcome, TransportInfo
 
 
-def build_authenticator(config: GatewayConfig) -> ConnectAuthenticator:
-    raise NotImplementedError("authentication is configured in [auth] (issue 3)")
+def _outcome(result: AuthResult) -> AuthOutcome:
+    reason = result.reason.value if result.reason is not None else "invalid"
+    return AuthOutcome(
+        False,
+        reason,
+        connack_v5=result.connack_v5 or ReasonCode.NOT_AUTHORIZED,
+        connack_v3=result.connack_v3 or ConnackV3.NOT_AUTHORIZED,
+    )
+
+
+class GatewayAuthenticator:
+    """Adapts ``gateway.auth.Authenticator`` to CONNECT packets and upgrade requests."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    async def start(self) -> None:
+        await self.auth.start()
+
+    async def close(self) -> None:
+        await self.auth.close()
+
+    async def authenticate(
+        self, connect: Connect, client_id: str, transport: TransportInfo
+    ) -> AuthOutcome:
+        method = connect.properties.get(PropertyId.AUTHENTICATION_METHOD)
+        password = connect.password
+        if method == AUTH_METHOD_JWT and not password:
+            # MQTT 5 enhanced authentication: the token is the Authentication Data.
+            data = connect.properties.get(PropertyId.AUTHENTICATION_DATA)
+            password = data if isinstance(data, bytes) else None
+        creds = Credentials(
+            password=password,
+            username=connect.username,
+            header_token=transport.header_token,
+            query_token=transport.query_token,
+            client_id=client_id,
+            remote_address=transport.remote_address,
+            headers=transport.headers,
+            protocol_level=connect.protocol_level,
+            auth_method=method if isinstance(method, str) else None,
+        )
+        result = await self.auth.authenticate(creds)
+        if not result.ok or result.identity is None:
+            return _outcome(result)
+        try:
+            upstream_id = self.auth.upstream_client_id(result.identity, client_id)
+        except ClientIdRefused as exc:
+            return AuthOutcome(False, exc.reason.value, None, None, exc.connack_v5, exc.connack_v3)
+        return AuthOutcome(
+            True, "authenticated", result.identity, upstream_id, issuer=result.issuer
+        )
+
+    async def reauthenticate(self, identity: Identity, token: str) -> AuthOutcome:
+        result = await self.auth.reauthenticate(identity, token)
+        if not result.ok or result.identity is None:
+            return _outcome(result)
+        return AuthOutcome(True, "reauthenticated", result.identity, issuer=result.issuer)
+
+    async def check_upgrade(
+        self, header_token: str | None, query_token: str | None, remote_address: str | None
+    ) -> tuple[int, str] | None:
+        """HTTP status and reason for a token on the upgrade that is refused; None to go on."""
+        result = await self.auth.check_upgrade_token(header_token, query_token, remote_address)
+        if result is None or result.ok:
+            return None
+        return (result.http_status or 401, result.reason.value if result.reason else "invalid")
+
+    def readiness(self) -> dict[str, object]:
+        return self.auth.readiness()
+
+
+def build_authenticator(config: GatewayConfig) -> GatewayAuthenticator:
+    return GatewayAuthenticator(Authenticator(config.auth))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from gateway.acl import Policy
 from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
@@ -65,8 +66,11 @@ class ClientConnection:
                 connect_timeout_s=cfg.limits.connect_timeout_s,
                 upstream_username=cfg.upstream.username,
                 upstream_password=gateway.upstream_password,
+                on_publish_deny=cfg.acl.on_publish_deny,
+                topic_alias_maximum=cfg.acl.topic_alias_maximum,
             ),
             time.time(),
+            gateway.policy,
         )
         self._on_audit = on_audit
         self._reader: asyncio.StreamReader | None = None
@@ -88,7 +92,6 @@ class ClientConnection:
                     await self._apply(self.session.receive_from_client(msg.data))
                 elif msg.type is WSMsgType.TEXT:
                     # MQTT over WebSocket (MQTT 5 spec 6.0): binary frames only.
-                    await self._apply(self.session.client_closed())
                     await self.ws.close(code=WS_UNSUPPORTED_DATA, message=b"binary frames only")
                     break
                 else:
@@ -105,6 +108,9 @@ class ClientConnection:
     async def shutdown(self) -> None:
         """Server stop: v5 DISCONNECT 0x8B, then close."""
         await self._apply(self.session.shutdown())
+
+    async def policy_changed(self, policy: Policy) -> None:
+        await self._apply(self.session.policy_changed(policy))
 
     async def kick(self) -> None:
         """Administrative disconnect (admin API)."""

@@ -83,6 +83,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     offered = offered_subprotocols(request)
     if not any(p in SUBPROTOCOLS for p in offered):
         return _refuse(400, "the mqtt subprotocol is required", remote)
+    header_token = bearer_token(request)
+    query_token = request.query.get("access_token")
+    # Cookies are never read: they are what cross-site WebSocket hijacking rides on.
+    if header_token is not None or query_token is not None:
+        refusal = await gateway.authenticator.check_upgrade(header_token, query_token, remote)
+        if refusal is not None:
+            status, reason = refusal
+            return _refuse(status, reason, remote)
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,
         compress=False,  # permessage-deflate off: CRIME/BREACH-style leaks, CPU per message
@@ -98,8 +106,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     transport = TransportInfo(
         remote_address=remote or "",
         headers={k: v for k, v in request.headers.items() if k.lower() != "authorization"},
-        header_token=bearer_token(request),
-        query_token=request.query.get("access_token"),
+        header_token=header_token,
+        query_token=query_token,
         tls_version=tls,
     )
     await ws.prepare(request)

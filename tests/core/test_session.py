@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from gateway.acl import compile_policy
 from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
@@ -32,8 +34,10 @@ from gateway.mqtt.packets import (
     Will,
 )
 from gateway.mqtt.properties import Properties
+from tests.support.idp import PERMIT_ALL_POLICY
 
 NOW = 1_000_000.0
+POLICY = compile_policy(orjson.loads(PERMIT_ALL_POLICY), source="permit-all")
 SETTINGS = SessionSettings(
     max_packet_size=4096,
     connect_timeout_s=10.0,
@@ -43,8 +47,8 @@ SETTINGS = SessionSettings(
 ALICE = Identity.from_values({"user_id": "alice"}, expires_at=NOW + 3600)
 
 
-def new_session(**kw: object) -> Session:
-    return Session(SETTINGS, NOW, client_id_factory=lambda: "assigned-1", **kw)  # type: ignore[arg-type]
+def new_session() -> Session:
+    return Session(SETTINGS, NOW, POLICY, client_id_factory=lambda: "assigned-1")
 
 
 def decode_all(chunks: list[bytes], level: int) -> list[object]:

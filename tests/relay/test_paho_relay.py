@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import GatewayFactory
 from tests.support.gateway_thread import GatewayThread
+from tests.support.idp import DevIdp
 from tests.support.mosquitto import Mosquitto
-from tests.support.paho import Client
+from tests.support.recorder import RecordingRelay
 
 VERSIONS = [pytest.param(4, id="v311"), pytest.param(5, id="v5")]
 
@@ -22,8 +24,8 @@ def prefix() -> str:
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_publish_subscribe(gateway: GatewayThread, certs: Path, version: int, qos: int) -> None:
     t = prefix()
-    sub = Client(gateway.port, certs / "ca.pem", client_id=f"sub-{t}", version=version)
-    pub = Client(gateway.port, certs / "ca.pem", client_id=f"pub-{t}", version=version)
+    sub = gateway.client(client_id=f"sub-{t}", version=version)
+    pub = gateway.client(client_id=f"pub-{t}", version=version)
     sub.connect()
     pub.connect()
     granted = sub.subscribe(f"{t}/#", qos)
@@ -40,10 +42,10 @@ def test_publish_subscribe(gateway: GatewayThread, certs: Path, version: int, qo
 @pytest.mark.parametrize("version", VERSIONS)
 def test_retained_and_unsubscribe(gateway: GatewayThread, certs: Path, version: int) -> None:
     t = prefix()
-    pub = Client(gateway.port, certs / "ca.pem", version=version)
+    pub = gateway.client(version=version)
     pub.connect()
     pub.publish(f"{t}/state", b"on", 1, retain=True)
-    sub = Client(gateway.port, certs / "ca.pem", version=version)
+    sub = gateway.client(version=version)
     sub.connect()
     sub.subscribe(f"{t}/state", 1)
     m = sub.expect()
@@ -59,10 +61,10 @@ def test_retained_and_unsubscribe(gateway: GatewayThread, certs: Path, version: 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_will_on_abrupt_close(gateway: GatewayThread, certs: Path, version: int) -> None:
     t = prefix()
-    watcher = Client(gateway.port, certs / "ca.pem", version=version)
+    watcher = gateway.client(version=version)
     watcher.connect()
     watcher.subscribe(f"{t}/will", 1)
-    dying = Client(gateway.port, certs / "ca.pem", client_id=f"dying-{t}", version=version)
+    dying = gateway.client(client_id=f"dying-{t}", version=version)
     dying.will_set(f"{t}/will", b"gone", 1)
     dying.connect()
     dying.drop()
@@ -73,10 +75,10 @@ def test_will_on_abrupt_close(gateway: GatewayThread, certs: Path, version: int)
 @pytest.mark.parametrize("version", VERSIONS)
 def test_no_will_on_clean_disconnect(gateway: GatewayThread, certs: Path, version: int) -> None:
     t = prefix()
-    watcher = Client(gateway.port, certs / "ca.pem", version=version)
+    watcher = gateway.client(version=version)
     watcher.connect()
     watcher.subscribe(f"{t}/will", 1)
-    leaving = Client(gateway.port, certs / "ca.pem", version=version)
+    leaving = gateway.client(version=version)
     leaving.will_set(f"{t}/will", b"gone", 1)
     leaving.connect()
     leaving.disconnect()
@@ -88,8 +90,8 @@ def test_no_will_on_clean_disconnect(gateway: GatewayThread, certs: Path, versio
 def test_one_mebibyte_payload(gateway: GatewayThread, certs: Path, version: int) -> None:
     t = prefix()
     payload = bytes(range(256)) * 4096  # 1 MiB
-    sub = Client(gateway.port, certs / "ca.pem", version=version)
-    pub = Client(gateway.port, certs / "ca.pem", version=version)
+    sub = gateway.client(version=version)
+    pub = gateway.client(version=version)
     sub.connect()
     pub.connect()
     sub.subscribe(f"{t}/big", 1)
@@ -103,7 +105,7 @@ def test_one_mebibyte_payload(gateway: GatewayThread, certs: Path, version: int)
 def test_persistent_session_resume(gateway: GatewayThread, certs: Path, version: int) -> None:
     t = prefix()
     cid = f"persist-{t}"
-    first = Client(gateway.port, certs / "ca.pem", client_id=cid, version=version, clean=False)
+    first = gateway.client(client_id=cid, version=version, clean=False)
     props = None
     if version == 5:
         from tests.support.paho import v5_props
@@ -112,11 +114,11 @@ def test_persistent_session_resume(gateway: GatewayThread, certs: Path, version:
     first.connect(properties=props)
     first.subscribe(f"{t}/q", 1)
     first.disconnect()
-    pub = Client(gateway.port, certs / "ca.pem", version=version)
+    pub = gateway.client(version=version)
     pub.connect()
     pub.publish(f"{t}/q", b"while-away", 1)
     pub.disconnect()
-    again = Client(gateway.port, certs / "ca.pem", client_id=cid, version=version, clean=False)
+    again = gateway.client(client_id=cid, version=version, clean=False)
     again.connect(properties=props)
     assert again.connack_flags.session_present
     assert again.expect().payload == b"while-away"
@@ -131,22 +133,29 @@ def test_upstream_down_v311_and_v5(gateway_factory: object, certs: Path, tmp_pat
     # paho reports v3.1.1's CONNACK 0x03 as v5's 0x88 too; the bytes are checked in
     # tests/relay/test_websocket.py.
     for version in (4, 5):
-        c = Client(gt.port, certs / "ca.pem", version=version)
+        c = gt.client(version=version)
         rc = c.connect(expect_ok=False)
         assert rc.getName() == "Server unavailable"
         c.c.loop_stop()
 
 
-def test_broker_sees_gateway_client_id(
-    gateway: GatewayThread, certs: Path, broker: Mosquitto
+def test_broker_sees_derived_id_never_the_token(
+    gateway_factory: GatewayFactory, broker: Mosquitto, idp: DevIdp
 ) -> None:
-    """The broker log shows the CONNECT the gateway wrote (AcceptEveryone keeps the id)."""
-    cid = f"seen-{uuid.uuid4().hex[:8]}"
-    c = Client(
-        gateway.port, certs / "ca.pem", client_id=cid, username="u", password="not-forwarded"
-    )
-    c.connect()
-    c.disconnect()
-    text = broker.log_text()
-    assert cid in text
-    assert "not-forwarded" not in text
+    """What the broker received (a recording relay in between): the gateway's CONNECT,
+    with the client id derived from the identity, and no trace of the user's token."""
+    relay = RecordingRelay(broker.port).start()
+    try:
+        gt = gateway_factory(upstream_port=relay.port)
+        cid = f"seen-{uuid.uuid4().hex[:8]}"
+        token = idp.token("alice")
+        c = gt.client(client_id=cid, username="u", token=token)
+        c.connect()
+        c.publish(f"t/{cid}", b"x", 1)
+        c.disconnect()
+        received = relay.received()
+        assert f"alice:{cid}".encode() in received
+        assert token.encode() not in received
+        assert token.split(".")[2].encode() not in received  # not even the signature
+    finally:
+        relay.stop()

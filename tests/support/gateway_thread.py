@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 from gateway.config import GatewayConfig, load_config
 from gateway.server.app import Gateway
-from gateway.server.authn import ConnectAuthenticator
+from gateway.server.authn_factory import build_authenticator
+from tests.support.idp import DevIdp
+from tests.support.paho import Client
 
 T = TypeVar("T")
 
@@ -38,9 +40,8 @@ url = "mqtt://127.0.0.1:{upstream_port}"
 connect_timeout_s = 2.0
 
 [limits]
-connect_timeout_s = 5.0
 shutdown_grace_s = 2.0
-{limits}
+{limits or "connect_timeout_s = 5.0"}
 
 [admin]
 host = "127.0.0.1"
@@ -52,22 +53,34 @@ port = 0
 
 
 class GatewayThread:
-    def __init__(self, config: GatewayConfig, authenticator: ConnectAuthenticator) -> None:
+    """A gateway built from a config file exactly as ``mqttgate serve`` builds it."""
+
+    def __init__(
+        self, config: GatewayConfig, *, idp: DevIdp, certs: Path, policy_path: Path
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.gateway: Gateway | None = None
-        self._config = config
-        self._authenticator = authenticator
+        self.config = config
+        self.idp = idp
+        self.certs = certs
+        self.policy_path = policy_path
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     @classmethod
-    def from_file(cls, path: Path, authenticator: ConnectAuthenticator) -> GatewayThread:
-        return cls(load_config(path), authenticator)
+    def from_file(cls, path: Path, *, idp: DevIdp, certs: Path, policy_path: Path) -> GatewayThread:
+        return cls(load_config(path), idp=idp, certs=certs, policy_path=policy_path)
+
+    def client(self, *, sub: str = "relay-user", token: str | None = None, **kw: Any) -> Client:
+        """A paho client over wss, with a token of the test issuer in the CONNECT password."""
+        if "password" not in kw:
+            kw["password"] = token if token is not None else self.idp.token(sub)
+        return Client(self.port, self.certs / "ca.pem", **kw)
 
     def start(self) -> GatewayThread:
         self._thread.start()
 
         async def boot() -> Gateway:
-            gw = Gateway(self._config, self._authenticator)
+            gw = Gateway(self.config, build_authenticator(self.config))
             await gw.start()
             return gw
 
