@@ -405,3 +405,50 @@ async def test_token_without_kid_against_a_large_key_set(
     token = jwt.encode(payload, keys.rsa, "RS256")
     assert (await auth.authenticate(creds(token))).reason is Reason.UNKNOWN_KID
     assert (await auth.authenticate(creds(idp.token(keys.rsa, kid="a")))).ok
+
+
+async def test_arbitrary_input_is_a_reason_never_an_exception(
+    idp: LocalIdP, keys: Keys, make_auth: Any
+) -> None:
+    """Garbage in any carrier yields a failure reason; nothing escapes into the event loop."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    idp.publish(keys.ec)
+    auth = await make_auth(
+        {
+            "issuers": [{"issuer": idp.issuer, "audiences": [AUDIENCE], "jwks_url": idp.jwks_url}],
+            "rate_limit": {"enabled": False},
+            "jwks": FAST_JWKS,
+        }
+    )
+    parts = st.one_of(
+        st.text(max_size=40),
+        st.builds(
+            b64,
+            st.dictionaries(
+                st.sampled_from(["alg", "kid", "iss", "crit", "exp"]),
+                st.one_of(
+                    st.none(),
+                    st.integers(-(2**53), 2**53),
+                    st.text(max_size=5),
+                    st.just("ES256"),
+                    st.just(idp.issuer),
+                ),
+            ),
+        ),
+    )
+    tokens = st.builds(lambda a, b, c: f"{a}.{b}.{c}", parts, parts, st.text(max_size=10))
+    # Hypothesis drives a synchronous function; it collects inputs that are then awaited.
+    pending: list[str | bytes] = []
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(tokens, st.binary(max_size=60)))
+    def collect(value: str | bytes) -> None:
+        pending.append(value)
+
+    collect()
+    for value in pending:
+        c = creds(value) if isinstance(value, bytes) else creds(header=value or None)
+        r = await auth.authenticate(c)
+        assert not r.ok and isinstance(r.reason, Reason)
