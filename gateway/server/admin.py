@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.server.appkeys import GATEWAY_KEY
+
 if TYPE_CHECKING:
     from gateway.server.app import Gateway
 
@@ -19,7 +21,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the broker accepts connections and the certificate is loaded."""
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY_KEY]
     upstream_ok = await gateway.probe_upstream()
     cert = gateway.config.path(gateway.config.listener.certfile)
     checks: dict[str, object] = {

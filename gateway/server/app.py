@@ -19,6 +19,7 @@ from gateway.acl import Policy, PolicyError, load_policy
 from gateway.config import ConfigError, GatewayConfig, read_secret
 from gateway.core.outputs import AuditEvent
 from gateway.logs import log
+from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import ConnectAuthenticator
 from gateway.server.connection import ClientConnection
 from gateway.server.websocket import websocket_handler
@@ -76,7 +77,8 @@ class Gateway:
         self.upstream_ok = ok
 
     def audit(self, conn: ClientConnection, event: AuditEvent) -> None:
-        level = logging.INFO if event.verdict != "deny" else logging.WARNING
+        # Denies are operational news; allows are the audit trail's, not the log's.
+        level = logging.INFO if event.verdict == "deny" else logging.DEBUG
         log(
             logger,
             level,
@@ -92,7 +94,7 @@ class Gateway:
 
     def client_app(self) -> web.Application:
         app = web.Application(client_max_size=1024)
-        app["gateway"] = self
+        app[GATEWAY_KEY] = self
         app.router.add_get(self.config.listener.path, websocket_handler)
         return app
 
@@ -100,7 +102,7 @@ class Gateway:
         from gateway.server.admin import add_admin_routes
 
         app = web.Application()
-        app["gateway"] = self
+        app[GATEWAY_KEY] = self
         add_admin_routes(app)
         return app
 

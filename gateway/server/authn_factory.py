@@ -36,13 +36,12 @@ class GatewayAuthenticator:
         self, connect: Connect, client_id: str, transport: TransportInfo
     ) -> AuthOutcome:
         method = connect.properties.get(PropertyId.AUTHENTICATION_METHOD)
-        password = connect.password
-        if method == AUTH_METHOD_JWT and not password:
-            # MQTT 5 enhanced authentication: the token is the Authentication Data.
-            data = connect.properties.get(PropertyId.AUTHENTICATION_DATA)
-            password = data if isinstance(data, bytes) else None
+        # MQTT 5 enhanced authentication (spec 4.12): with method "jwt" the token is the
+        # Authentication Data, one more carrier that must agree with any other copy.
+        data = connect.properties.get(PropertyId.AUTHENTICATION_DATA)
         creds = Credentials(
-            password=password,
+            password=connect.password,
+            auth_data=data if method == AUTH_METHOD_JWT and isinstance(data, bytes) else None,
             username=connect.username,
             header_token=transport.header_token,
             query_token=transport.query_token,

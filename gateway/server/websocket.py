@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import hdrs, web
 
 from gateway.logs import log
+from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import TransportInfo
 from gateway.server.connection import ClientConnection
 
@@ -71,7 +72,7 @@ def _refuse(status: int, reason: str, remote: str | None) -> web.Response:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY_KEY]
     cfg = gateway.config
     remote = request.remote
     if not gateway.accepting:
