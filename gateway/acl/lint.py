@@ -75,4 +75,15 @@ def lint_rules(rules: tuple[Rule, ...] | list[Rule]) -> list[tuple[str, str, int
                         "topic",
                     )
                 )
+            if rule.when:
+                shown = ", ".join(c.binding for c in rule.when)
+                out.append(
+                    (
+                        "unusable_widens",
+                        f"deny rule {rule.id!r}: its when holds for every identity where"
+                        f" {shown} is missing or unusable (fail closed)",
+                        rule.index,
+                        "when",
+                    )
+                )
     return out
