@@ -1,0 +1,146 @@
+"""What the audit records: one connection attempt, one authorization decision.
+
+Records are built by the connection shell on the data path, so they are plain frozen
+slotted dataclasses with no work in their constructor beyond the clock. They never hold
+a credential: identity values come from verified claims, reasons from closed
+vocabularies (``gateway.auth.reasons``, ``gateway.acl.decision``), and binding names that
+look like secrets are dropped before anything is written (:func:`safe_identity`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+Outcome = Literal["allow", "deny"]
+
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+
+# Binding names that may carry a credential if a claim mapping is careless; their
+# values never reach a log line or a span.
+_SECRET_MARKERS: tuple[str, ...] = ("token", "secret", "password", "passwd", "credential", "jwt")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """One connection attempt (CONNECT) or re-authentication (MQTT 5 §4.12.1)."""
+
+    outcome: Outcome
+    # "ok" for an allow; an authentication reason (gateway.auth.reasons.Reason) or a
+    # refusal such as a denied will otherwise.
+    reason: str
+    client_id: str | None = None
+    user_id: str | None = None
+    # Identity bindings as Identity.as_dict() gives them: name -> str | list[str] | None.
+    identity: Mapping[str, object] = field(default_factory=lambda: _EMPTY)
+    issuer: str | None = None
+    client_address: str | None = None
+    client_port: int | None = None
+    # "1.2" / "1.3", as ssl.SSLObject.version() gives minus the "TLSv" prefix.
+    tls_version: str | None = None
+    # The CONNECT protocol level: 3 (3.1), 4 (3.1.1) or 5 (5.0), MQTT 5 §3.1.2.2.
+    protocol_level: int | None = None
+    # "connect" or "reauth".
+    kind: str = "connect"
+    # How long the authentication took (0 when unknown).
+    duration_ns: int = 0
+    # Correlates the connection span with the session's decisions.
+    connection_id: str | None = None
+    time_unix_ns: int = field(default_factory=time.time_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One authorization decision: publish, subscribe, delivery, will, unsubscribe, ..."""
+
+    action: str
+    topic: str
+    verdict: Outcome
+    reason: str
+    qos: int | None = None
+    retain: bool | None = None
+    rule_id: str | None = None
+    pattern: str | None = None
+    policy_version: str | None = None
+    # Time spent deciding, in nanoseconds (the span's duration).
+    decision_ns: int = 0
+    client_id: str | None = None
+    user_id: str | None = None
+    client_address: str | None = None
+    # The QoS the decision grants (a SUBSCRIBE may be downgraded), when it differs.
+    granted_qos: int | None = None
+    connection_id: str | None = None
+    time_unix_ns: int = field(default_factory=time.time_ns)
+
+
+AuditRecord = ConnectionRecord | DecisionRecord
+
+
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def safe_identity(identity: Mapping[str, object]) -> dict[str, object]:
+    """The identity bindings that may be written: no secret-looking names, no None."""
+    return {k: v for k, v in identity.items() if v is not None and not is_secret_name(k)}
+
+
+def _iso(time_unix_ns: int) -> str:
+    seconds, ns = divmod(time_unix_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+
+
+def connection_entry(rec: ConnectionRecord) -> dict[str, object]:
+    """The audit-log object for a connection record (docs/audit.md, "Log format")."""
+    return {
+        "ts": _iso(rec.time_unix_ns),
+        "time_unix_ns": rec.time_unix_ns,
+        "type": "connection",
+        "kind": rec.kind,
+        "outcome": rec.outcome,
+        "reason": rec.reason,
+        "client_id": rec.client_id,
+        "user_id": rec.user_id,
+        "issuer": rec.issuer,
+        "identity": safe_identity(rec.identity),
+        "client_address": rec.client_address,
+        "client_port": rec.client_port,
+        "tls_version": rec.tls_version,
+        "protocol_level": rec.protocol_level,
+        "duration_ns": rec.duration_ns,
+        "connection_id": rec.connection_id,
+    }
+
+
+def decision_entry(rec: DecisionRecord) -> dict[str, object]:
+    """The audit-log object for a decision record (docs/audit.md, "Log format")."""
+    return {
+        "ts": _iso(rec.time_unix_ns),
+        "time_unix_ns": rec.time_unix_ns,
+        "type": "decision",
+        "action": rec.action,
+        "topic": rec.topic,
+        "qos": rec.qos,
+        "retain": rec.retain,
+        "verdict": rec.verdict,
+        "reason": rec.reason,
+        "rule_id": rec.rule_id,
+        "pattern": rec.pattern,
+        "policy_version": rec.policy_version,
+        "granted_qos": rec.granted_qos,
+        "decision_ns": rec.decision_ns,
+        "client_id": rec.client_id,
+        "user_id": rec.user_id,
+        "client_address": rec.client_address,
+        "connection_id": rec.connection_id,
+    }
+
+
+def log_entry(rec: AuditRecord) -> dict[str, object]:
+    if isinstance(rec, DecisionRecord):
+        return decision_entry(rec)
+    return connection_entry(rec)
