@@ -119,8 +119,16 @@ class AdminConfig:
     host: str = "127.0.0.1"
     port: int = 8081
     enabled: bool = True
+    # The admin API accepts a static token (from env or file) and/or a JWT from a
+    # configured issuer whose ``role`` binding holds this value.
     token_env: str | None = None
     token_file: str | None = None
+    role: str | None = None
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.token_env and self.token_file:
+            return ("token_env", "set token_env or token_file, not both")
+        return None
 
 
 @dataclass(frozen=True, slots=True)

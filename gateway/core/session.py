@@ -306,6 +306,15 @@ class Session:
         self._close(step, "server_shutting_down", WS_NORMAL)
         return step
 
+    def kick(self) -> Step:
+        """An administrator ends the session: v5 DISCONNECT 0x98 (Administrative action)."""
+        step = Step()
+        if self.state is SessionState.CLOSED:
+            return step
+        self._audit(step, "disconnect", "deny", "administrative_action")
+        self._disconnect_client(step, ReasonCode.ADMINISTRATIVE_ACTION, "administrative_action")
+        return step
+
     def reauth_succeeded(self, identity: Identity) -> Step:
         step = Step()
         if self.state is not SessionState.CONNECTED or not self._reauth_pending:

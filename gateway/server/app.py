@@ -19,6 +19,7 @@ from gateway.acl import Policy, PolicyError, load_policy
 from gateway.config import ConfigError, GatewayConfig, read_secret
 from gateway.core.outputs import AuditEvent
 from gateway.logs import log
+from gateway.server.admin_api import policy_from_text
 from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import ConnectAuthenticator
 from gateway.server.connection import ClientConnection
@@ -41,8 +42,10 @@ class Gateway:
         self.authenticator = authenticator
         self.policy_path = config.path(config.acl.policy)
         # A policy that cannot be loaded at start-up stops the gateway (PolicyError).
+        self.policy_text: str | None = _read_text(self.policy_path)
         self.policy: Policy = policy if policy is not None else load_policy(self.policy_path)
         self.previous_policy: Policy | None = None
+        self.previous_policy_text: str | None = None
         self._policy_mtime = _mtime(self.policy_path)
         self._watch_task: asyncio.Task[None] | None = None
         secret = read_secret(
@@ -100,17 +103,35 @@ class Gateway:
 
     def admin_app(self) -> web.Application:
         from gateway.server.admin import add_admin_routes
+        from gateway.server.admin_api import add_admin_api
 
-        app = web.Application()
+        app = web.Application(client_max_size=8 * 1024 * 1024)
         app[GATEWAY_KEY] = self
         add_admin_routes(app)
+        add_admin_api(app, self)
         return app
 
     # -- policy ------------------------------------------------------------------
 
-    async def set_policy(self, policy: Policy, *, cause: str) -> None:
-        """Swap the policy atomically; live subscriptions it refuses are revoked."""
+    async def activate_policy(
+        self, policy: Policy, text: str | None, *, cause: str, persist: bool = False
+    ) -> int:
+        """Swap the policy atomically; live subscriptions it refuses are revoked.
+
+        With ``persist`` the text is written to the policy file too (atomically), so a
+        restart, SIGHUP or file watch keeps what the admin API put in force. Returns the
+        number of subscriptions revoked.
+        """
+        if persist and text is not None:
+            from gateway.server.admin_api import write_atomically
+
+            write_atomically(self.policy_path, text)
+            self._policy_mtime = _mtime(self.policy_path)
         self.previous_policy, self.policy = self.policy, policy
+        self.previous_policy_text, self.policy_text = self.policy_text, text
+        revoked = 0
+        for conn in list(self.connections):
+            revoked += await conn.policy_changed(policy)
         log(
             logger,
             logging.INFO,
@@ -118,14 +139,18 @@ class Gateway:
             version=policy.version,
             cause=cause,
             rules=len(policy.rules),
+            revoked=revoked,
         )
-        for conn in list(self.connections):
-            await conn.policy_changed(policy)
+        return revoked
 
     async def reload_policy(self, cause: str) -> bool:
         """Load the policy file again; a bad file keeps the active policy (and says why)."""
+        self._policy_mtime = _mtime(self.policy_path)
+        text = _read_text(self.policy_path)
         try:
-            policy = load_policy(self.policy_path)
+            if text is None:
+                raise OSError(f"cannot read {self.policy_path}")
+            policy = policy_from_text(text, str(self.policy_path))
         except (PolicyError, OSError) as exc:
             log(
                 logger,
@@ -135,9 +160,8 @@ class Gateway:
                 cause=cause,
             )
             return False
-        self._policy_mtime = _mtime(self.policy_path)
         if policy.version != self.policy.version:
-            await self.set_policy(policy, cause=cause)
+            await self.activate_policy(policy, text, cause=cause)
         return True
 
     async def _watch_policy(self) -> None:
@@ -243,6 +267,13 @@ class Gateway:
         """SIGHUP: certificates and the policy are read again; connections stay."""
         self.reload_certificates()
         asyncio.get_running_loop().create_task(self.reload_policy("sighup"))
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _mtime(path: Path) -> float | None:

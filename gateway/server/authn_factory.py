@@ -77,6 +77,13 @@ class GatewayAuthenticator:
             return None
         return (result.http_status or 401, result.reason.value if result.reason else "invalid")
 
+    async def verify_token(self, token: str, remote_address: str | None) -> Identity | None:
+        """A bearer JWT (the admin API): the identity, or None when it is refused."""
+        result = await self.auth.check_upgrade_token(token, None, remote_address)
+        if result is None or not result.ok:
+            return None
+        return result.identity
+
     def readiness(self) -> dict[str, object]:
         return self.auth.readiness()
 

@@ -15,6 +15,7 @@ import logging
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,7 @@ class ClientConnection:
         self._close: Close | None = None
         self._wake_timer = asyncio.Event()
         self.connected_at = time.time()
+        self.id = uuid.uuid4().hex[:16]
 
     # -- main loop ---------------------------------------------------------------
 
@@ -109,12 +111,35 @@ class ClientConnection:
         """Server stop: v5 DISCONNECT 0x8B, then close."""
         await self._apply(self.session.shutdown())
 
-    async def policy_changed(self, policy: Policy) -> None:
-        await self._apply(self.session.policy_changed(policy))
+    async def policy_changed(self, policy: Policy) -> int:
+        """Apply a new policy; returns how many subscriptions were revoked."""
+        step = self.session.policy_changed(policy)
+        revoked = sum(1 for a in step.actions if isinstance(a, AuditEvent) and a.kind == "revoke")
+        await self._apply(step)
+        return revoked
 
     async def kick(self) -> None:
-        """Administrative disconnect (admin API)."""
-        await self._apply(self.session.shutdown())
+        """Administrative disconnect (admin API): v5 DISCONNECT 0x98."""
+        await self._apply(self.session.kick())
+
+    def describe(self) -> dict[str, object]:
+        """For ``GET /admin/sessions``: who, from where, holding which subscriptions."""
+        s = self.session
+        return {
+            "id": self.id,
+            "client_id": s.client_id,
+            "upstream_client_id": s.upstream_client_id,
+            "state": s.state.value,
+            "protocol_level": s.protocol_level,
+            "identity": s.identity.as_dict() if s.identity else None,
+            "issuer": s.identity.issuer if s.identity else None,
+            "client_address": self.transport.remote_address,
+            "connected_at": self.connected_at,
+            "subscriptions": [
+                {"filter": sub.topic_filter, "qos": sub.qos, "rule_id": sub.rule_id}
+                for sub in s.subscriptions.active.values()
+            ],
+        }
 
     # -- applying a step ---------------------------------------------------------
 

@@ -25,6 +25,7 @@ def write_config(
     extra: str = "",
     listener_extra: str = "",
     limits: str = "",
+    admin: str = "",
 ) -> Path:
     path.write_text(
         f"""
@@ -46,6 +47,7 @@ shutdown_grace_s = 2.0
 [admin]
 host = "127.0.0.1"
 port = 0
+{admin}
 {extra}
 """
     )
