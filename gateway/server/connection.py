@@ -122,6 +122,17 @@ class ClientConnection:
         """Administrative disconnect (admin API): v5 DISCONNECT 0x98."""
         await self._apply(self.session.kick())
 
+    def buffered(self) -> dict[str, int]:
+        """Bytes held for this client: unsent to it, and read from the broker but not yet
+        relayed. Both stay bounded while the client is slow (backpressure)."""
+        ws_transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
+        reader = self._reader
+        return {
+            "to_client": ws_transport.get_write_buffer_size() if ws_transport else 0,
+            "from_upstream": len(getattr(reader, "_buffer", b"")) if reader is not None else 0,
+            "to_upstream": (self._writer.transport.get_write_buffer_size() if self._writer else 0),
+        }
+
     def describe(self) -> dict[str, object]:
         """For ``GET /admin/sessions``: who, from where, holding which subscriptions."""
         s = self.session
@@ -135,6 +146,7 @@ class ClientConnection:
             "issuer": s.identity.issuer if s.identity else None,
             "client_address": self.transport.remote_address,
             "connected_at": self.connected_at,
+            "buffered": self.buffered(),
             "subscriptions": [
                 {"filter": sub.topic_filter, "qos": sub.qos, "rule_id": sub.rule_id}
                 for sub in s.subscriptions.active.values()
