@@ -20,11 +20,14 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
+from gateway import __version__
 from gateway.audit import attributes as attr
 from gateway.audit.config import AuditConfig, otlp_settings, service_name, span_queue_size
 from gateway.audit.exporters import metric_exporter, span_exporter
@@ -37,6 +40,8 @@ from gateway.audit.writer import AuditWriter
 INSTRUMENTATION_SCOPE = "mqttgate.audit"
 
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class AuditPipeline:
@@ -61,7 +66,10 @@ class AuditPipeline:
         if self.otlp is not None:
             exporters.append(span_exporter(self.otlp))
         self.tracer_provider: TracerProvider | None = None
-        self._tracer: Tracer | None = None
+        self._processors: list[BatchSpanProcessor] = []
+        self._resource = resource
+        self._scope = InstrumentationScope(INSTRUMENTATION_SCOPE, __version__)
+        self._ids = RandomIdGenerator()
         if exporters:
             # Sampling is ours (denies always, allows at the ratio): OTEL_TRACES_SAMPLER
             # must not be able to drop a deny, so the SDK sampler is always-on.
@@ -70,10 +78,9 @@ class AuditPipeline:
             )
             queue_size = span_queue_size(config, environ)
             for exporter in exporters:
-                self.tracer_provider.add_span_processor(
-                    BatchSpanProcessor(exporter, max_queue_size=queue_size)
-                )
-            self._tracer = self.tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
+                processor = BatchSpanProcessor(exporter, max_queue_size=queue_size)
+                self.tracer_provider.add_span_processor(processor)
+                self._processors.append(processor)
 
         readers = list(metric_readers)
         if self.otlp is not None and self.otlp.metrics:
@@ -98,15 +105,15 @@ class AuditPipeline:
             else None
         )
         self._writer: AuditWriter | None = None
-        if log_file is not None or self._tracer is not None:
+        self._tracing = self.tracer_provider is not None
+        if log_file is not None or self._tracing:
             self._writer = AuditWriter(
                 log_file,
-                self._emit_span if self._tracer is not None else None,
+                self._emit_span if self._tracing else None,
                 config.queue_max_records,
                 fsync_batches=config.log_fsync,
                 on_drop=self.metrics.audit_records_dropped,
             )
-        self._tracing = self._tracer is not None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -168,21 +175,38 @@ class AuditPipeline:
     # -- spans (writer thread) ---------------------------------------------------------
 
     def _emit_span(self, rec: AuditRecord) -> None:
-        tracer = self._tracer
-        assert tracer is not None
+        """Build the finished span and hand it to the batch processors.
+
+        A record is a span that has already ended, so it is built as a ReadableSpan
+        directly rather than started and ended through a Tracer: the attributes are
+        already clean (str, int, bool, list of str), and skipping the SDK's per-attribute
+        validation makes a span about three times cheaper (bench/audit.py).
+        """
         if isinstance(rec, DecisionRecord):
-            span = tracer.start_span(
-                attr.decision_span_name(rec),
-                kind=SpanKind.INTERNAL,
-                attributes=attr.decision_attributes(rec),
-                start_time=rec.time_unix_ns,
-            )
-            span.end(end_time=rec.time_unix_ns + rec.decision_ns)
+            name = attr.decision_span_name(rec)
+            kind = SpanKind.INTERNAL
+            attributes = attr.decision_attributes(rec)
+            end = rec.time_unix_ns + rec.decision_ns
         else:
-            span = tracer.start_span(
-                attr.connection_span_name(rec),
-                kind=SpanKind.SERVER,
-                attributes=attr.connection_attributes(rec),
-                start_time=rec.time_unix_ns,
-            )
-            span.end(end_time=rec.time_unix_ns + rec.duration_ns)
+            name = attr.connection_span_name(rec)
+            kind = SpanKind.SERVER
+            attributes = attr.connection_attributes(rec)
+            end = rec.time_unix_ns + rec.duration_ns
+        context = SpanContext(
+            self._ids.generate_trace_id(),
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+        )
+        span = ReadableSpan(
+            name,
+            context=context,
+            resource=self._resource,
+            attributes=attributes,
+            kind=kind,
+            instrumentation_scope=self._scope,
+            start_time=rec.time_unix_ns,
+            end_time=end,
+        )
+        for processor in self._processors:
+            processor.on_end(span)
