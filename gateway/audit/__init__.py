@@ -3,7 +3,7 @@
 from gateway.audit.config import AuditConfig
 from gateway.audit.metrics import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT, AuditMetrics
 from gateway.audit.pipeline import PROMETHEUS_CONTENT_TYPE, AuditPipeline
-from gateway.audit.records import ConnectionRecord, DecisionRecord
+from gateway.audit.records import ConnectionRecord, DecisionRecord, decision_record
 
 __all__ = [
     "CLIENT_TO_UPSTREAM",
@@ -14,4 +14,5 @@ __all__ = [
     "AuditPipeline",
     "ConnectionRecord",
     "DecisionRecord",
+    "decision_record",
 ]

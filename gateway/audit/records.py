@@ -13,7 +13,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from gateway.acl.decision import PolicyDecision
 
 Outcome = Literal["allow", "deny"]
 
@@ -144,3 +147,39 @@ def log_entry(rec: AuditRecord) -> dict[str, object]:
     if isinstance(rec, DecisionRecord):
         return decision_entry(rec)
     return connection_entry(rec)
+
+
+def decision_record(
+    action: str,
+    topic: str,
+    decision: PolicyDecision,
+    *,
+    qos: int | None = None,
+    retain: bool | None = None,
+    decision_ns: int = 0,
+    client_id: str | None = None,
+    user_id: str | None = None,
+    client_address: str | None = None,
+    connection_id: str | None = None,
+    time_unix_ns: int | None = None,
+) -> DecisionRecord:
+    """A record from the policy's answer; granted_qos is kept only when it differs."""
+    granted = decision.granted_qos if decision.granted_qos != qos else None
+    return DecisionRecord(
+        action=action,
+        topic=topic,
+        verdict=decision.verdict,
+        reason=decision.reason,
+        qos=qos,
+        retain=retain,
+        rule_id=decision.rule_id,
+        pattern=decision.pattern,
+        policy_version=decision.policy_version,
+        decision_ns=decision_ns,
+        client_id=client_id,
+        user_id=user_id,
+        client_address=client_address,
+        granted_qos=granted,
+        connection_id=connection_id,
+        time_unix_ns=time.time_ns() if time_unix_ns is None else time_unix_ns,
+    )

@@ -179,3 +179,20 @@ def test_full_queue_counts_drops(tmp_path: Path) -> None:
     assert b"mqttgate_audit_records_dropped_total 476" in pipe.prometheus_text()
     pipe.shutdown_sync()
     assert len(read_lines(log)) == 1024
+
+
+def test_decision_record_from_policy_decision(tmp_path: Path) -> None:
+    from gateway.acl.decision import PolicyDecision
+    from gateway.audit import decision_record
+
+    d = PolicyDecision("allow", "allow_rule", "r1", "a/+", 0, "v3")
+    rec = decision_record("subscribe", "a/+", d, qos=2, client_id="c9", time_unix_ns=5)
+    assert (rec.verdict, rec.reason, rec.rule_id, rec.pattern) == (
+        "allow",
+        "allow_rule",
+        "r1",
+        "a/+",
+    )
+    assert rec.policy_version == "v3" and rec.granted_qos == 0 and rec.time_unix_ns == 5
+    same = decision_record("subscribe", "a/+", d, qos=0)
+    assert same.granted_qos is None
