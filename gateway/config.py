@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig
 from gateway.configload import ConfigError, dump_dataclass, load_dataclass, secret
 
@@ -169,6 +170,7 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     acl: AclConfig = field(default_factory=AclConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     # Relative paths in the file are relative to the working directory the gateway
     # starts in (as in the container image: WORKDIR /app, config/ and certs/ beside).
     base_dir: str = field(default=".", metadata={"internal": True})

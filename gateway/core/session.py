@@ -21,6 +21,7 @@ import enum
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter_ns
 
 from gateway.acl import Policy, PolicyDecision
 from gateway.core.aliases import AliasError, TopicAliases
@@ -561,8 +562,17 @@ class Session:
                 return
             topic = resolved
         assert self.identity is not None
+        t0 = perf_counter_ns()
         d = self.policy.authorize_publish(self.identity, topic, packet.qos, packet.retain)
-        self._audit_decision(step, "publish", topic, packet.qos, packet.retain, d)
+        self._audit_decision(
+            step,
+            "publish",
+            topic,
+            packet.qos,
+            packet.retain,
+            d,
+            decision_ns=perf_counter_ns() - t0,
+        )
         if d.allowed:
             if isinstance(alias, int):
                 # Forwarded with its full topic and no alias: the broker's map stays empty.
@@ -598,8 +608,17 @@ class Session:
         rule_ids: list[str | None] = []
         changed = False
         for sub in packet.subscriptions:
+            t0 = perf_counter_ns()
             d = self.policy.authorize_subscribe(self.identity, sub.topic_filter, sub.qos)
-            self._audit_decision(step, "subscribe", sub.topic_filter, sub.qos, False, d)
+            self._audit_decision(
+                step,
+                "subscribe",
+                sub.topic_filter,
+                sub.qos,
+                False,
+                d,
+                decision_ns=perf_counter_ns() - t0,
+            )
             if d.allowed and d.granted_qos is not None:
                 if d.granted_qos != sub.qos:
                     sub = dataclasses.replace(sub, qos=d.granted_qos)
@@ -700,6 +719,7 @@ class Session:
                 return
             topic = resolved
         assert self.identity is not None
+        t0 = perf_counter_ns()
         d = self.policy.authorize_delivery(self.identity, topic, packet.qos)
         if not d.allowed:
             # The message may have come through a shared subscription whose rule admits
@@ -711,7 +731,15 @@ class Session:
                 if alt.allowed:
                     d = alt
                     break
-        self._audit_decision(step, "delivery", topic, packet.qos, packet.retain, d)
+        self._audit_decision(
+            step,
+            "delivery",
+            topic,
+            packet.qos,
+            packet.retain,
+            d,
+            decision_ns=perf_counter_ns() - t0,
+        )
         level = self._level()
         if d.allowed:
             if isinstance(alias, int):

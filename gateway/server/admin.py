@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.audit import PROMETHEUS_CONTENT_TYPE
 from gateway.server.appkeys import GATEWAY_KEY
 
 if TYPE_CHECKING:
@@ -48,6 +49,16 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the gateway's metrics."""
+    gateway = request.app[GATEWAY_KEY]
+    return web.Response(
+        body=gateway.audit_pipeline.prometheus_text(),
+        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE},
+    )
+
+
 def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -16,8 +16,10 @@ from aiohttp import web
 
 from gateway import __version__, logs
 from gateway.acl import Policy, PolicyError, load_policy
+from gateway.audit import AuditPipeline, ConnectionRecord, DecisionRecord
 from gateway.config import ConfigError, GatewayConfig, read_secret
 from gateway.core.outputs import AuditEvent
+from gateway.identity import Identity
 from gateway.logs import log
 from gateway.server.admin_api import policy_from_text
 from gateway.server.appkeys import GATEWAY_KEY
@@ -67,6 +69,7 @@ class Gateway:
             str(config.path(config.listener.certfile)), str(config.path(config.listener.keyfile))
         )
         self.connections: set[ClientConnection] = set()
+        self.audit_pipeline = AuditPipeline(config.audit)
         self.accepting = True
         self.upstream_ok: bool | None = None
         self.certs_loaded_at = time.time()
@@ -80,18 +83,63 @@ class Gateway:
         self.upstream_ok = ok
 
     def audit(self, conn: ClientConnection, event: AuditEvent) -> None:
-        # Denies are operational news; allows are the audit trail's, not the log's.
-        level = logging.INFO if event.verdict == "deny" else logging.DEBUG
-        log(
-            logger,
-            level,
-            "decision",
-            kind=event.kind,
-            verdict=event.verdict,
-            reason=event.reason,
-            client_address=conn.transport.remote_address,
-            **{k: v for k, v in event.attributes.items() if k != "detail"},
-        )
+        """One session event to the audit pipeline (spans, log, metrics) and, for
+        denies, to the operational log."""
+        a = event.attributes
+        identity = conn.session.identity
+        user_id = _first(identity, "user_id")
+        if event.kind in DECISION_KINDS:
+            self.audit_pipeline.decision(
+                DecisionRecord(
+                    action=event.kind,
+                    topic=str(a.get("topic", "")),
+                    verdict="allow" if event.verdict == "allow" else "deny",
+                    reason=event.reason,
+                    qos=_int(a.get("qos")),
+                    retain=bool(a.get("retain")),
+                    rule_id=_str(a.get("rule_id")),
+                    pattern=_str(a.get("pattern")),
+                    policy_version=_str(a.get("policy_version")),
+                    decision_ns=_int(a.get("decision_ns")) or 0,
+                    client_id=conn.session.client_id,
+                    user_id=user_id,
+                    client_address=conn.transport.remote_address,
+                    granted_qos=_int(a.get("granted_qos")),
+                    connection_id=conn.id,
+                )
+            )
+            if event.kind == "revoke":
+                self.audit_pipeline.metrics.revocation()
+        elif event.verdict != "info" or event.kind == "connect":
+            self.audit_pipeline.connection(
+                ConnectionRecord(
+                    outcome="allow" if event.verdict == "allow" else "deny",
+                    reason=event.reason,
+                    client_id=conn.session.client_id,
+                    user_id=user_id,
+                    identity=identity.as_dict() if identity is not None else {},
+                    issuer=identity.issuer if identity is not None else None,
+                    client_address=conn.transport.remote_address,
+                    tls_version=conn.transport.tls_version,
+                    protocol_level=conn.session.protocol_level,
+                    kind=event.kind,
+                    connection_id=conn.id,
+                )
+            )
+            if event.kind in ("connect", "reauth") and event.verdict == "deny":
+                self.audit_pipeline.metrics.auth_failure(event.reason)
+        if event.verdict == "deny":
+            log(
+                logger,
+                logging.INFO,
+                "deny",
+                kind=event.kind,
+                reason=event.reason,
+                client_address=conn.transport.remote_address,
+                client_id=conn.session.client_id,
+                topic=a.get("topic"),
+                rule_id=a.get("rule_id"),
+            )
 
     # -- listeners ---------------------------------------------------------------
 
@@ -172,6 +220,7 @@ class Gateway:
                 await self.reload_policy("file_changed")
 
     async def start(self) -> None:
+        self.audit_pipeline.start()
         await self.authenticator.start()
         if self.config.acl.watch:
             self._watch_task = asyncio.create_task(self._watch_policy())
@@ -262,11 +311,32 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         await self.authenticator.close()
+        # Last: every decision made during the drain is in the log and exported.
+        await self.audit_pipeline.shutdown()
 
     def on_sighup(self) -> None:
         """SIGHUP: certificates and the policy are read again; connections stay."""
         self.reload_certificates()
         asyncio.get_running_loop().create_task(self.reload_policy("sighup"))
+
+
+# Session events that are authorization decisions (the rest are connection events).
+DECISION_KINDS = frozenset({"publish", "subscribe", "delivery", "will", "revoke"})
+
+
+def _first(identity: Identity | None, name: str) -> str | None:
+    if identity is None:
+        return None
+    values = identity.binding(name).values
+    return values[0] if values else None
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _str(v: object) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 def _read_text(path: Path) -> str | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 from gateway.acl import Policy
+from gateway.audit import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT
 from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
@@ -87,6 +88,14 @@ class ClientConnection:
     # -- main loop ---------------------------------------------------------------
 
     async def run(self) -> None:
+        metrics = self.gateway.audit_pipeline.metrics
+        metrics.connection_opened()
+        try:
+            await self._run()
+        finally:
+            metrics.connection_closed()
+
+    async def _run(self) -> None:
         self._timer_task = asyncio.create_task(self._timers())
         try:
             async for msg in self.ws:
@@ -125,7 +134,7 @@ class ClientConnection:
     def buffered(self) -> dict[str, int]:
         """Bytes held for this client: unsent to it, and read from the broker but not yet
         relayed. Both stay bounded while the client is slow (backpressure)."""
-        ws_transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
+        ws_transport = self.ws._req.transport if self.ws._req is not None else None
         reader = self._reader
         return {
             "to_client": ws_transport.get_write_buffer_size() if ws_transport else 0,
@@ -156,10 +165,17 @@ class ClientConnection:
     # -- applying a step ---------------------------------------------------------
 
     async def _apply(self, step: Step) -> None:
-        for data in step.to_upstream:
-            await self._write_upstream(data)
-        for data in step.to_client:
-            await self._write_client(data)
+        metrics = self.gateway.audit_pipeline.metrics
+        if step.to_upstream:
+            metrics.packets(
+                CLIENT_TO_UPSTREAM, len(step.to_upstream), sum(map(len, step.to_upstream))
+            )
+            for data in step.to_upstream:
+                await self._write_upstream(data)
+        if step.to_client:
+            metrics.packets(UPSTREAM_TO_CLIENT, len(step.to_client), sum(map(len, step.to_client)))
+            for data in step.to_client:
+                await self._write_client(data)
         for action in step.actions:
             if isinstance(action, AuditEvent):
                 self._on_audit(self, action)
