@@ -120,7 +120,7 @@ class Gateway:
                     identity=identity.as_dict() if identity is not None else {},
                     issuer=identity.issuer if identity is not None else None,
                     client_address=conn.transport.remote_address,
-                    tls_version=conn.transport.tls_version,
+                    tls_version=(conn.transport.tls_version or "").removeprefix("TLSv") or None,
                     protocol_level=conn.session.protocol_level,
                     kind=event.kind,
                     connection_id=conn.id,

@@ -103,6 +103,8 @@ class GatewayThread:
         return self.gateway.admin_port
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         if self.gateway is not None:
             try:
                 self.call(self.gateway.stop(grace_s=2.0))

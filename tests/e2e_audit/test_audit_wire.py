@@ -1,0 +1,142 @@
+"""Every decision on the OTLP wire and in the audit log, end to end (issue 5, items 7-9)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.audit.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.conftest import GatewayFactory
+from tests.support.gateway_thread import GatewayThread
+
+POLICY = orjson.dumps(
+    {
+        "version": "2.0",
+        "default_action": "deny",
+        "rules": [
+            {"id": "own", "topic": "aud/{user_id}/#", "action": "all", "effect": "allow"},
+        ],
+    }
+).decode()
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    r = OtlpReceiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def gw(receiver: OtlpReceiver, gateway_factory: GatewayFactory, tmp_path: Path) -> GatewayThread:
+    # The receiver is set up first so that it outlives the gateway's final export.
+    return gateway_factory(
+        policy=POLICY,
+        extra=f"""
+[audit]
+log_file = "{tmp_path / "audit.jsonl"}"
+otlp_endpoint = "{receiver.url}"
+otlp_protocol = "http/protobuf"
+allow_sample_ratio = 0.0
+metrics_export_interval_s = 0.5
+""",
+    )
+
+
+def named(spans: list[ReceivedSpan], name: str, **attrs: object) -> list[ReceivedSpan]:
+    return [
+        s
+        for s in spans
+        if s.name == name and all(s.attributes.get(k) == v for k, v in attrs.items())
+    ]
+
+
+async def test_decisions_on_the_wire_and_in_the_log(
+    gw: GatewayThread, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    u = "u" + uuid.uuid4().hex[:8]
+    c = gw.client(sub=u, version=5, client_id=f"cid-{u}")
+    c.connect()
+    c.subscribe(f"aud/{u}/in", 1)  # allow: counted and logged, not a span (ratio 0)
+    c.subscribe("aud/other/in", 1)  # deny: always a span
+    c.publish(f"secret/{u}", b"x", 1)  # deny
+    c.disconnect()
+    bad = gw.client(sub=u, token="not-a-jwt", version=5)
+    assert bad.connect(expect_ok=False).is_failure
+    bad.c.loop_stop()
+
+    spans = receiver.wait_for(
+        lambda s: (
+            len(named(s, "mqttgate.connect")) >= 2
+            and len(named(s, "mqttgate.authorize subscribe")) >= 1
+            and len(named(s, "mqttgate.authorize publish")) >= 1
+        ),
+        timeout=10,
+    )
+    ok = named(spans, "mqttgate.connect", **{"mqttgate.verdict": "allow"})
+    assert len(ok) == 1
+    a = ok[0].attributes
+    assert a["enduser.id"] == u
+    assert a["mqttgate.client_id"] == f"cid-{u}"
+    assert a["client.address"] == "127.0.0.1"
+    assert a["tls.protocol.version"] == "1.3"
+    assert a["mqttgate.issuer"] == "https://mqttgate.dev.local"
+    refused = named(spans, "mqttgate.connect", **{"mqttgate.verdict": "deny"})
+    assert [s.attributes["mqttgate.reason"] for s in refused] == ["malformed"]
+    sub_deny = named(spans, "mqttgate.authorize subscribe")
+    assert len(sub_deny) == 1  # the allowed subscription is not sampled at ratio 0
+    d = sub_deny[0].attributes
+    assert d["messaging.destination.name"] == "aud/other/in"
+    assert d["mqttgate.verdict"] == "deny" and d["mqttgate.reason"] == "default"
+    assert d["mqttgate.policy_version"].startswith("sha256:")
+    pub = named(spans, "mqttgate.authorize publish")[0].attributes
+    assert pub["messaging.destination.name"] == f"secret/{u}"
+    assert pub["mqttgate.qos"] == 1 and pub["enduser.id"] == u
+    # No token anywhere on the wire.
+    token = gw.idp.token(u)
+    assert all(token.split(".")[0] not in str(s.attributes) for s in spans)
+
+    # The audit log has every decision, allows included.
+    assert gw.gateway is not None
+    gw.gateway.audit_pipeline.flush()
+    lines = [orjson.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    subs = [x for x in lines if x.get("action") == "subscribe"]
+    assert {(x["topic"], x["verdict"]) for x in subs} == {
+        (f"aud/{u}/in", "allow"),
+        ("aud/other/in", "deny"),
+    }
+    assert any(x.get("type") == "connection" and x["outcome"] == "deny" for x in lines)
+
+    # And Prometheus counts them.
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{gw.admin_port}/metrics") as r,
+    ):
+        text = await r.text()
+    assert r.status == 200
+    assert 'action="subscribe",verdict="deny"' in text
+    assert 'reason="malformed"' in text
+
+
+def test_nothing_lost_on_clean_shutdown(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+    log = tmp_path / "audit2.jsonl"
+    gw = gateway_factory(policy=POLICY, extra=f'[audit]\nlog_file = "{log}"\n')
+    u = "u" + uuid.uuid4().hex[:8]
+    c = gw.client(sub=u, version=4)
+    c.connect()
+    for i in range(300):
+        c.publish(f"aud/{u}/n{i}", b"x", 0)
+    c.publish(f"aud/{u}/last", b"x", 1)
+    c.disconnect()
+    time.sleep(0.2)
+    gw.stop()
+    pubs = [
+        x for x in map(orjson.loads, log.read_text().splitlines()) if x.get("action") == "publish"
+    ]
+    assert len(pubs) == 301
