@@ -3,15 +3,15 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-RUN pip install --no-cache-dir --upgrade pip \
- && pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN groupadd --system mqttgate && useradd --system --gid mqttgate --home-dir /app mqttgate
+RUN groupadd --system --gid 10001 mqttgate \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app mqttgate
 WORKDIR /app
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER mqttgate
+USER 10001:10001
 # Configuration and certificates are mounted, never baked in.
 VOLUME ["/app/config", "/app/certs"]
 EXPOSE 8883 8081
