@@ -11,6 +11,7 @@ import orjson
 
 from gateway import __version__
 from gateway.acl import cli as acl_cli
+from gateway.admin_client import add_admin_client_commands
 from gateway.auth import cli as auth_cli
 from gateway.config import ConfigError, effective_config, load_config
 
@@ -45,6 +46,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(config, log_level=args.log_level)
 
 
+def _subcommands(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The sub-command table of ``parser`` (to add commands beside another module's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise LookupError(f"{parser.prog} has no sub-commands")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqttgate",
@@ -76,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_cmd_certs_dev)
 
     acl_cli.add_commands(sub)
+    add_admin_client_commands(_subcommands(sub.choices["acl"]))
     auth_cli.add_commands(sub)
     return parser
 

@@ -175,3 +175,52 @@ async def test_sessions_list_and_disconnect(gw: GatewayThread) -> None:
     assert status == 204
     assert c.disconnects.get(timeout=5).value == 0x98
     assert (await call(gw, "DELETE", "/admin/sessions/nope"))[0] == 404
+
+
+def run_cli(
+    gw: GatewayThread, *args: str, token: str = ADMIN_TOKEN
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, "MQTTGATE_ADMIN_TOKEN": token}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "acl",
+            *args,
+            "--gateway",
+            f"http://127.0.0.1:{gw.admin_port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+def test_cli_update_get_rollback(gw: GatewayThread, tmp_path: Path) -> None:
+    new = {**POLICY, "rules": [POLICY["rules"][1]]}
+    f = tmp_path / "new.json"
+    f.write_text(json.dumps(new))
+    out = run_cli(gw, "update", str(f))
+    assert out.returncode == 0, out.stderr
+    assert "active on" in out.stdout
+    got = run_cli(gw, "get")
+    assert got.returncode == 0 and json.loads(got.stdout) == new
+    back = run_cli(gw, "rollback")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(run_cli(gw, "get").stdout) == POLICY
+    # A bad file is refused locally, with its line, before anything is sent.
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"version": "2.0",\n "rules": [{"id": "x", "topic": "a/#/b",\n'
+        ' "action": "all", "effect": "allow"}]}'
+    )
+    refused = run_cli(gw, "update", str(bad))
+    assert refused.returncode == 1 and f"{bad}:2" in refused.stderr
+    assert json.loads(run_cli(gw, "get").stdout) == POLICY
+    # Wrong credentials: a one-line error naming the status.
+    denied = run_cli(gw, "get", token="wrong")
+    assert denied.returncode == 1 and "401" in denied.stderr
