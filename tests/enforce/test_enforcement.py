@@ -6,6 +6,7 @@ Each refusal is checked twice: what the client sees, and that nothing reached th
 
 from __future__ import annotations
 
+import queue
 import time
 import uuid
 
@@ -316,3 +317,40 @@ async def test_subscribe_all_refused_answered_by_gateway(gw: GatewayThread) -> N
             )
         )
         assert await c.recv() == Suback(7, (0x87, 0x87, 0x87))
+
+
+SHARE_POLICY = policy(
+    {
+        "id": "jobs",
+        "topic": "jobs/{user_id}/#",
+        "action": "subscribe",
+        "effect": "allow",
+        "share_group": "workers",
+    },
+    {"id": "post", "topic": "jobs/{user_id}/#", "action": "publish", "effect": "allow"},
+)
+
+
+def test_shared_subscription_passes_through(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(policy=SHARE_POLICY)
+    u = user()
+    workers = [gw.client(sub=u, version=5) for _ in range(2)]
+    for w in workers:
+        w.connect()
+        assert codes(w.subscribe(f"$share/workers/jobs/{u}/#", 1)) == [1]
+    outsider = gw.client(sub=u, version=5)
+    outsider.connect()
+    assert codes(outsider.subscribe(f"$share/others/jobs/{u}/#", 1)) == [0x87]
+    assert codes(outsider.subscribe(f"jobs/{u}/#", 1)) == [0x87]  # only in the group
+    for i in range(6):
+        outsider.publish(f"jobs/{u}/t", f"job{i}".encode(), 1)
+    got: list[bytes] = []
+    for w in workers:
+        while True:
+            try:
+                got.append(w.expect(timeout=1.0).payload)
+            except queue.Empty:
+                break
+    assert sorted(got) == sorted(f"job{i}".encode() for i in range(6))  # each job once
+    for c in (*workers, outsider):
+        c.disconnect()
