@@ -25,6 +25,7 @@ from gateway.server.admin_api import policy_from_text
 from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import ConnectAuthenticator
 from gateway.server.connection import ClientConnection
+from gateway.server.decision_stream import DecisionStream
 from gateway.server.websocket import websocket_handler
 from gateway.tls import reload_cert_chain, server_context, upstream_context
 
@@ -70,6 +71,7 @@ class Gateway:
         )
         self.connections: set[ClientConnection] = set()
         self.audit_pipeline = AuditPipeline(config.audit)
+        self.decision_stream = DecisionStream()
         self.accepting = True
         self.upstream_ok: bool | None = None
         self.certs_loaded_at = time.time()
@@ -88,6 +90,21 @@ class Gateway:
         a = event.attributes
         identity = conn.session.identity
         user_id = _first(identity, "user_id")
+        if self.decision_stream.viewers:
+            self.decision_stream.publish(
+                {
+                    "ts": time.time(),
+                    "kind": event.kind,
+                    "verdict": event.verdict,
+                    "reason": event.reason,
+                    "client_id": conn.session.client_id,
+                    "user_id": user_id,
+                    "identity": identity.as_dict() if identity is not None else None,
+                    "client_address": conn.transport.remote_address,
+                    "session": conn.id,
+                    **{k: a.get(k) for k in STREAM_FIELDS if k in a},
+                }
+            )
         if event.kind in DECISION_KINDS:
             self.audit_pipeline.decision(
                 DecisionRecord(
@@ -319,6 +336,9 @@ class Gateway:
         self.reload_certificates()
         asyncio.get_running_loop().create_task(self.reload_policy("sighup"))
 
+
+# Decision attributes the live decisions view shows.
+STREAM_FIELDS = ("topic", "qos", "retain", "rule_id", "pattern", "granted_qos", "policy_version")
 
 # Session events that are authorization decisions (the rest are connection events).
 DECISION_KINDS = frozenset({"publish", "subscribe", "delivery", "will", "revoke"})

@@ -1,0 +1,62 @@
+"""A fan-out of live decisions to admin viewers (the live decisions page, issue 8).
+
+Bounded so that a slow viewer never slows the data path: each viewer has a fixed-size
+queue, and when it is full the viewer's oldest entries are dropped and counted, never
+waited for. With no viewer, publishing costs one length check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# A viewer that falls this far behind loses the oldest entries: a page shows the recent
+# past, and 2,000 entries is minutes of a busy gateway's denies.
+VIEWER_QUEUE = 2000
+MAX_VIEWERS = 32
+
+
+@dataclass(eq=False)
+class Viewer:
+    entries: collections.deque[Mapping[str, object]] = field(
+        default_factory=lambda: collections.deque(maxlen=VIEWER_QUEUE)
+    )
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+
+    async def next_batch(self, timeout: float) -> list[Mapping[str, object]]:
+        """Whatever is queued, waiting up to ``timeout`` for something to arrive."""
+        if not self.entries:
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                return []
+        batch = list(self.entries)
+        self.entries.clear()
+        return batch
+
+
+class DecisionStream:
+    def __init__(self) -> None:
+        self.viewers: set[Viewer] = set()
+
+    def publish(self, entry: Mapping[str, object]) -> None:
+        for v in self.viewers:
+            if len(v.entries) == VIEWER_QUEUE:
+                v.dropped += 1
+            v.entries.append(entry)
+            v.wake.set()
+
+    def open(self) -> Viewer | None:
+        """A new viewer, or None when there are already MAX_VIEWERS."""
+        if len(self.viewers) >= MAX_VIEWERS:
+            return None
+        v = Viewer()
+        self.viewers.add(v)
+        return v
+
+    def close(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
