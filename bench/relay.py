@@ -231,6 +231,18 @@ watch = false
         )
         return Target(f"wss://127.0.0.1:{self.ports[path]}/mqtt", ca, tokens)
 
+    def profile(self) -> list[subprocess.Popen[bytes]]:
+        """py-spy on the gateway and the bare relay until they exit (``--profile``)."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        spies = []
+        for name in ("gateway", "bare"):
+            out = self.workdir / f"{name}.pyspy.txt"
+            argv = [spy, "record", "--format", "raw", "--idle", "--nonblocking", "--rate", "250"]
+            argv += ["-o", str(out), "-p", str(self.procs[name].pid)]
+            with (self.workdir / f"{name}.pyspy.log").open("wb") as log:
+                spies.append(subprocess.Popen(argv, stdout=log, stderr=log))
+        return spies
+
     def stop(self) -> None:
         for name in ("gateway", "bare", "mosquitto"):
             proc = self.procs.pop(name, None)
@@ -250,14 +262,18 @@ watch = false
         return 0
 
     def cpu_seconds(self) -> dict[str, float]:
-        """User+system CPU seconds each server has used so far (from /proc)."""
-        out: dict[str, float] = {}
-        tick = os.sysconf("SC_CLK_TCK")
-        for name, proc in self.procs.items():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                out[name] = (int(fields[11]) + int(fields[12])) / tick
-        return out
+        return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User+system CPU seconds a process has used so far (from /proc; 0 if gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- load generator workers ------------------------------------------------------
@@ -280,6 +296,12 @@ class Workers:
                 proc = ctx.Process(target=worker_main, args=(child, self.cpus), daemon=True)
                 proc.start()
                 group.append((proc, parent))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {
+            "loadgen-pub": sum(cpu_seconds(p.pid) for p, _ in self.pubs),
+            "loadgen-sub": sum(cpu_seconds(p.pid) for p, _ in self.subs),
+        }
 
     def stop(self) -> None:
         for proc, conn in (*self.pubs, *self.subs):
@@ -330,6 +352,8 @@ class Result:
     p99_ms: float = float("nan")
     error: str | None = None
     cpu_s: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    pub_s: float = 0.0  # how long the publishers took (ahead of delivery when unpaced)
 
     @property
     def lost(self) -> int:
@@ -389,7 +413,9 @@ def run_scenario(
     ordered = sorted(lat)
     result.p50_ms = percentile(ordered, 0.50) / 1e6
     result.p99_ms = percentile(ordered, 0.99) / 1e6
-    after = servers.cpu_seconds()
+    after = {**servers.cpu_seconds(), **workers.cpu_seconds()}
+    result.pub_s = (max(p["t_end"] for p in pubs) - t0) / 1e9
+    result.wall_s = (max(t_last, max(p["t_end"] for p in pubs)) - t0) / 1e9
     result.cpu_s = {k: round(after[k] - before.get(k, 0.0), 3) for k in after}
     return result
 
@@ -475,6 +501,39 @@ def _lat(r: Result | None) -> str:
     return f"{r.p50_ms:.2f}/{r.p99_ms:.2f}"
 
 
+def busy_cpus(seconds: float = 1.0) -> float:
+    """How many CPUs something else keeps busy right now (from /proc/stat, before we start).
+
+    The figures are only comparable on an otherwise idle machine: another benchmark on
+    one of two cores halves what the load generator, the broker and the relay can get.
+    """
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+        return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+    return float("nan")
+
+
+def revision() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=5,
+        )
+        return out.stdout.strip() or "?"
+    return "?"
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -531,6 +590,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="split: servers on CPU 0, load generator on the other CPUs",
     )
     p.add_argument("--uvloop", action="store_true", help="bare relay on uvloop")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the gateway and the bare relay with py-spy (collapsed stacks in the temp dir)",
+    )
     p.add_argument("--quick", action="store_true", help="a small run, under 30 s in all")
     p.add_argument("--json", type=Path, help="write every result here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
@@ -547,6 +611,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
+    busy = busy_cpus()
+    if busy > 0.2:
+        print(
+            f"warning: {busy:.1f} CPUs are busy with something else before the benchmark "
+            "starts; the figures will be low and noisy",
+            file=sys.stderr,
+        )
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = load_cpus = None
     if args.pin == "split" and len(cpus) >= 2:
@@ -555,12 +626,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = Servers(workdir, server_cpus, direct_ws="direct-ws" in args.paths, uvloop=args.uvloop)
     workers = Workers(args.procs, load_cpus)
     results: list[Result] = []
+    spies: list[subprocess.Popen[bytes]] = []
     paths = [p for p in (*PATHS, "direct-ws") if p in args.paths]
     try:
         servers.start()
         workers.start()
+        if args.profile:
+            spies = servers.profile()
         for i, sc in enumerate(scenarios(args, paths)):
-            before = servers.cpu_seconds()
+            before = {**servers.cpu_seconds(), **workers.cpu_seconds()}
             try:
                 r = run_scenario(servers, workers, sc, f"r{i}", before)
             except (RuntimeError, TimeoutError) as exc:
@@ -569,13 +643,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             mode = "paced" if sc.paced else "unpaced"
             detail = r.error or (
                 f"{r.rate:,.0f} msg/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} ms "
-                f"sent {r.sent} delivered {r.delivered} lost {r.lost} cpu {r.cpu_s}"
+                f"pub {r.pub_s:.2f} s sent {r.sent} delivered {r.delivered} lost {r.lost} "
+                f"wall {r.wall_s:.2f} s "
+                f"cpu s {r.cpu_s}"
             )
             print(f"[{mode} qos{sc.qos} x{sc.pairs} {sc.path}] {detail}", file=sys.stderr)
     finally:
         workers.stop()
         servers.stop()
+        for spy in spies:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(15)
     print(f"machine: {machine()}")
+    print(f"gateway revision: {revision()}, CPUs busy before start: {busy:.2f}")
     print(
         f"payload 64 B, MQTT 3.1.1, unpaced {args.messages} msgs/pair (cap {args.seconds:g} s), "
         f"load generator processes: {args.procs} pub + {args.procs} sub, pin: {args.pin}"
