@@ -162,6 +162,38 @@ class AclConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgConfig:
+    """``[tenancy.orgs.NAME]``: one organization's own settings."""
+
+    # The org's policy file; else ``policies_dir/NAME.json`` if present; else [acl] policy.
+    policy: str | None = None
+    # The ``iss`` values accepted for this org; empty: every configured issuer.
+    issuers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TenancyConfig:
+    """``[tenancy]``: organization isolation (issue 6, item 1)."""
+
+    enabled: bool = False
+    # The binding that names a session's org (a token without a usable one is refused).
+    binding: str = "org"
+    # Every topic of org X is under this prefix upstream ({org} is replaced).
+    mount: str = "org/{org}/"
+    policies_dir: str | None = None
+    known_orgs_only: bool = False
+    orgs: dict[str, OrgConfig] = field(default_factory=dict)
+
+    def validate(self) -> tuple[str, str] | None:
+        if "{org}" not in self.mount:
+            return ("mount", "must contain {org}")
+        rest = self.mount.replace("{org}", "x")
+        if rest.startswith("$") or any(c in rest for c in "+#\x00") or rest.startswith("/"):
+            return ("mount", "must be plain topic levels: no wildcards, no leading '$' or '/'")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -171,6 +203,7 @@ class GatewayConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     acl: AclConfig = field(default_factory=AclConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    tenancy: TenancyConfig = field(default_factory=TenancyConfig)
     # Relative paths in the file are relative to the working directory the gateway
     # starts in (as in the container image: WORKDIR /app, config/ and certs/ beside).
     base_dir: str = field(default=".", metadata={"internal": True})

@@ -25,6 +25,7 @@ from time import perf_counter_ns
 
 from gateway.acl import Policy, PolicyDecision
 from gateway.core.aliases import AliasError, TopicAliases
+from gateway.core.mount import TopicMount
 from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
@@ -132,6 +133,7 @@ class Session:
         self.settings = settings
         self.policy = policy
         self.subscriptions = SubscriptionBook()
+        self.mount: TopicMount | None = None
         self._client_aliases = TopicAliases(settings.topic_alias_maximum)
         # The broker is told the client accepts no aliases (upstream CONNECT); if it
         # sends some anyway they are resolved, up to the same bound.
@@ -192,12 +194,26 @@ class Session:
             self._upstream_packet(raw, step)
         return step
 
-    def auth_succeeded(self, identity: Identity, upstream_client_id: str) -> Step:
-        """The shell verified the credentials of the CONNECT."""
+    def auth_succeeded(
+        self,
+        identity: Identity,
+        upstream_client_id: str,
+        *,
+        policy: Policy | None = None,
+        mount: TopicMount | None = None,
+    ) -> Step:
+        """The shell verified the credentials of the CONNECT.
+
+        ``policy`` replaces the session's policy (an org's own); ``mount`` puts every
+        topic of the session under a tenant prefix upstream (issue 6, item 1).
+        """
         step = Step()
         if self.state is not SessionState.AUTHENTICATING:
             return step
         assert self.client_id is not None
+        if policy is not None:
+            self.policy = policy
+        self.mount = mount
         self.identity = identity.with_client_id(self.client_id)
         self.upstream_client_id = upstream_client_id
         self._expires_at = identity.expires_at
@@ -236,7 +252,8 @@ class Session:
         if revoked:
             assert self.protocol_level is not None
             pid = self.subscriptions.own_packet_id()
-            step.to_upstream.append(encode(Unsubscribe(pid, tuple(revoked)), self.protocol_level))
+            filters = tuple(self._filter_up(f) for f in revoked)
+            step.to_upstream.append(encode(Unsubscribe(pid, filters), self.protocol_level))
         return step
 
     def auth_failed(self, reason: str, connack_v5: int, connack_v3: int) -> Step:
@@ -457,13 +474,24 @@ class Session:
         username = self.settings.upstream_username
         if username is None:
             password = None  # MQTT 3.1.1 spec 3.1.2.9: no password without a user name
+        will = connect.will
+        if will is not None and self.mount is not None:
+            will = dataclasses.replace(
+                will,
+                topic=self.mount.topic_up(will.topic),
+                properties=_mount_response_topic(will.properties, self.mount.topic_up),
+            )
         return dataclasses.replace(
             connect,
+            will=will,
             client_id=self.upstream_client_id,
             username=username,
             password=password,
             properties=props,
         )
+
+    def _filter_up(self, topic_filter: str) -> str:
+        return topic_filter if self.mount is None else self.mount.filter_up(topic_filter)
 
     def _client_max_packet_size(self) -> int:
         assert self.connect is not None
@@ -505,7 +533,12 @@ class Session:
         elif isinstance(packet, Unsubscribe):
             for flt in packet.topic_filters:
                 self.subscriptions.active.pop(flt, None)
-            step.to_upstream.append(raw.raw)
+            if self.mount is None:
+                step.to_upstream.append(raw.raw)
+            else:
+                filters = tuple(self.mount.filter_up(f) for f in packet.topic_filters)
+                out = dataclasses.replace(packet, topic_filters=filters)
+                step.to_upstream.append(encode(out, self._level()))
         elif isinstance(packet, Auth):
             self._client_auth(packet, step)
         elif isinstance(packet, Disconnect):
@@ -574,7 +607,14 @@ class Session:
             decision_ns=perf_counter_ns() - t0,
         )
         if d.allowed:
-            if isinstance(alias, int):
+            if self.mount is not None:
+                props = packet.properties.without(PropertyId.TOPIC_ALIAS)
+                props = _mount_response_topic(props, self.mount.topic_up)
+                out = dataclasses.replace(
+                    packet, topic=self.mount.topic_up(topic), properties=props
+                )
+                step.to_upstream.append(encode(out, self._level()))
+            elif isinstance(alias, int):
                 # Forwarded with its full topic and no alias: the broker's map stays empty.
                 props = packet.properties.without(PropertyId.TOPIC_ALIAS)
                 out = dataclasses.replace(packet, topic=topic, properties=props)
@@ -634,7 +674,16 @@ class Session:
             step.to_client.append(encode(Suback(packet.packet_id, refusals), level))
             return
         self.subscriptions.pending[packet.packet_id] = PendingSubscribe(codes, forwarded, rule_ids)
-        if changed:
+        if self.mount is not None:
+            mount = self.mount
+            upstream = tuple(
+                dataclasses.replace(sub, topic_filter=mount.filter_up(sub.topic_filter))
+                for sub in forwarded
+            )
+            step.to_upstream.append(
+                encode(dataclasses.replace(packet, subscriptions=upstream), level)
+            )
+        elif changed:
             out = dataclasses.replace(packet, subscriptions=tuple(forwarded))
             step.to_upstream.append(encode(out, level))
         else:
@@ -719,6 +768,14 @@ class Session:
                 return
             topic = resolved
         assert self.identity is not None
+        if self.mount is not None:
+            inside = self.mount.topic_down(topic)
+            if inside is None:
+                # Not under the tenant's mount: never shown, whatever the policy says.
+                self._audit(step, "delivery", "deny", "outside_mount", topic=topic)
+                self._ack_refused_delivery(packet, step)
+                return
+            topic = inside
         t0 = perf_counter_ns()
         d = self.policy.authorize_delivery(self.identity, topic, packet.qos)
         if not d.allowed:
@@ -742,13 +799,23 @@ class Session:
         )
         level = self._level()
         if d.allowed:
-            if isinstance(alias, int):
+            if self.mount is not None:
+                props = packet.properties.without(PropertyId.TOPIC_ALIAS)
+                props = _mount_response_topic(props, self.mount.topic_down)
+                out = dataclasses.replace(packet, topic=topic, properties=props)
+                step.to_client.append(encode(out, level))
+            elif isinstance(alias, int):
                 props = packet.properties.without(PropertyId.TOPIC_ALIAS)
                 out = dataclasses.replace(packet, topic=topic, properties=props)
                 step.to_client.append(encode(out, level))
             else:
                 step.to_client.append(raw.raw)
             return
+        self._ack_refused_delivery(packet, step)
+
+    def _ack_refused_delivery(self, packet: Publish, step: Step) -> None:
+        """Acknowledge a dropped delivery to the broker, so its flow control never stalls."""
+        level = self._level()
         if packet.qos == 1 and packet.packet_id is not None:
             step.to_upstream.append(encode(Puback(packet.packet_id), level))
         elif packet.qos == 2 and packet.packet_id is not None:
@@ -842,6 +909,19 @@ class Session:
             attributes["protocol_level"] = self.protocol_level
         attributes.update(attrs)
         step.actions.append(AuditEvent(kind, verdict, reason, attributes))
+
+
+def _mount_response_topic(props: Properties, move: Callable[[str], str | None]) -> Properties:
+    """MQTT 5 spec 4.10: a Response Topic names a topic too, so it moves with the mount."""
+    rt = props.get(PropertyId.RESPONSE_TOPIC) if props else None
+    if not isinstance(rt, str):
+        return props
+    moved = move(rt)
+    return (
+        props.without(PropertyId.RESPONSE_TOPIC)
+        if moved is None
+        else props.with_(PropertyId.RESPONSE_TOPIC, moved)
+    )
 
 
 def _subscribe_refusal(level: int, d: PolicyDecision) -> int:

@@ -26,6 +26,7 @@ from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import ConnectAuthenticator
 from gateway.server.connection import ClientConnection
 from gateway.server.decision_stream import DecisionStream
+from gateway.server.tenancy import TenantPolicies
 from gateway.server.websocket import websocket_handler
 from gateway.tls import reload_cert_chain, server_context, upstream_context
 
@@ -72,6 +73,7 @@ class Gateway:
         self.connections: set[ClientConnection] = set()
         self.audit_pipeline = AuditPipeline(config.audit)
         self.decision_stream = DecisionStream()
+        self.tenants = TenantPolicies(config) if config.tenancy.enabled else None
         self.accepting = True
         self.upstream_ok: bool | None = None
         self.certs_loaded_at = time.time()
@@ -196,6 +198,8 @@ class Gateway:
         self.previous_policy_text, self.policy_text = self.policy_text, text
         revoked = 0
         for conn in list(self.connections):
+            if self.tenants is not None and self.tenants.has_own_policy(conn.org):
+                continue  # this org has its own policy
             revoked += await conn.policy_changed(policy)
         log(
             logger,
@@ -235,6 +239,25 @@ class Gateway:
             mtime = _mtime(self.policy_path)
             if mtime != self._policy_mtime:
                 await self.reload_policy("file_changed")
+            if self.tenants is not None:
+                for org, policy in self.tenants.changed().items():
+                    await self.activate_org_policy(org, policy)
+
+    async def activate_org_policy(self, org: str, policy: Policy) -> int:
+        """An org's own policy changed: its sessions get it (and its revocations)."""
+        revoked = 0
+        for conn in list(self.connections):
+            if conn.org == org:
+                revoked += await conn.policy_changed(policy)
+        log(
+            logger,
+            logging.INFO,
+            "org policy activated",
+            org=org,
+            version=policy.version,
+            revoked=revoked,
+        )
+        return revoked
 
     async def start(self) -> None:
         self.audit_pipeline.start()

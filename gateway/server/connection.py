@@ -34,6 +34,7 @@ from gateway.core.outputs import (
 from gateway.core.session import Session, SessionSettings, SessionState
 from gateway.logs import log
 from gateway.server.authn import TransportInfo
+from gateway.server.tenancy import TenantRefused
 
 if TYPE_CHECKING:
     from gateway.server.app import Gateway
@@ -84,6 +85,7 @@ class ClientConnection:
         self._wake_timer = asyncio.Event()
         self.connected_at = time.time()
         self.id = uuid.uuid4().hex[:16]
+        self.org: str | None = None
 
     # -- main loop ---------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class ClientConnection:
             "identity": s.identity.as_dict() if s.identity else None,
             "issuer": s.identity.issuer if s.identity else None,
             "client_address": self.transport.remote_address,
+            "org": self.org,
             "connected_at": self.connected_at,
             "buffered": self.buffered(),
             "subscriptions": [
@@ -211,9 +214,27 @@ class ClientConnection:
             action.connect, action.client_id, self.transport
         )
         if outcome.ok and outcome.identity is not None and outcome.upstream_client_id:
-            await self._apply(
-                self.session.auth_succeeded(outcome.identity, outcome.upstream_client_id)
-            )
+            tenants = self.gateway.tenants
+            if tenants is None:
+                step = self.session.auth_succeeded(outcome.identity, outcome.upstream_client_id)
+            else:
+                try:
+                    place = tenants.place(
+                        outcome.identity, outcome.upstream_client_id, self.gateway.policy
+                    )
+                except TenantRefused as exc:
+                    # A token without a usable org (or for an org it may not enter) is
+                    # refused when tenancy is on: v5 0x87, v3.1.1 0x05.
+                    await self._apply(self.session.auth_failed(exc.reason, 0x87, 0x05))
+                    return
+                self.org = place.org
+                step = self.session.auth_succeeded(
+                    outcome.identity,
+                    place.upstream_client_id,
+                    policy=place.policy,
+                    mount=place.mount,
+                )
+            await self._apply(step)
         else:
             await self._apply(
                 self.session.auth_failed(outcome.reason, outcome.connack_v5, outcome.connack_v3)

@@ -72,10 +72,17 @@ class GatewayThread:
     def from_file(cls, path: Path, *, idp: DevIdp, certs: Path, policy_path: Path) -> GatewayThread:
         return cls(load_config(path), idp=idp, certs=certs, policy_path=policy_path)
 
-    def client(self, *, sub: str = "relay-user", token: str | None = None, **kw: Any) -> Client:
+    def client(
+        self,
+        *,
+        sub: str = "relay-user",
+        token: str | None = None,
+        claims: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Client:
         """A paho client over wss, with a token of the test issuer in the CONNECT password."""
         if "password" not in kw:
-            kw["password"] = token if token is not None else self.idp.token(sub)
+            kw["password"] = token if token is not None else self.idp.token(sub, **(claims or {}))
         return Client(self.port, self.certs / "ca.pem", **kw)
 
     def start(self) -> GatewayThread:
