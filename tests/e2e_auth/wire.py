@@ -8,6 +8,7 @@ import asyncio
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,15 @@ class SplitRelay(RecordingRelay):
         await asyncio.gather(
             pipe(reader, up_w, (conn, self.to_broker)), pipe(up_r, writer, (self.from_broker,))
         )
+
+    def settled_connections(self, at_least: int = 0, timeout: float = 2.0) -> int:
+        """How many connections the relay accepted, once at least ``at_least`` have been
+        seen and none arrived for a moment (accepts are recorded in the relay's thread)."""
+        deadline = time.monotonic() + timeout
+        while len(self.connections) < at_least and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        return len(self.connections)
 
     def packets(self) -> list[list[Packet]]:
         """The packets the broker received, one list per connection."""
