@@ -33,3 +33,22 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v -E "^WARNING: Location|is ignored" || true
 .venv/bin/python -c 'import gateway, aiohttp, jwt, paho.mqtt' || { echo "setup: the virtual environment is incomplete" >&2; exit 1; }
+
+# -- Browser tests (issue 8): Debian's Chromium and the npm packages of web/ ---------------
+# tests/browser drives /usr/bin/chromium with playwright-core (never a downloaded browser)
+# and serves MQTT.js from web/node_modules. npm ci runs only when node_modules is missing
+# or package-lock.json changed since the last install (its copy is kept in node_modules).
+if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  browser_pkgs=(chromium fonts-dejavu-core)
+  command -v npm >/dev/null 2>&1 || browser_pkgs+=(nodejs npm)
+  echo "setup: installing ${browser_pkgs[*]} with apt-get"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${browser_pkgs[@]}" >/dev/null
+fi
+if ! cmp -s web/package-lock.json web/node_modules/.package-lock.ci.json; then
+  echo "setup: npm ci in web/"
+  (cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp web/package-lock.json web/node_modules/.package-lock.ci.json
+fi
