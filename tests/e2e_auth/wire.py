@@ -89,6 +89,15 @@ class Wire:
                 raise ConnectionError(f"closed: {msg.type.name} {self.ws.close_code}")
             self.decoder.feed(msg.data)
 
+    async def recv_bytes(self, timeout: float = WAIT) -> bytes:
+        """The next WebSocket message as it came, undecoded (for codes our decoder refuses)."""
+        assert self.ws is not None and self.decoder.buffered == 0
+        msg = await asyncio.wait_for(self.ws.receive(), timeout)
+        if msg.type is not aiohttp.WSMsgType.BINARY:
+            raise ConnectionError(f"closed: {msg.type.name} {self.ws.close_code}")
+        data: bytes = msg.data
+        return data
+
     async def expect_closed(self, timeout: float = WAIT) -> None:
         """The gateway closes the connection and sends nothing more before that."""
         try:
