@@ -423,12 +423,24 @@ def run_scenario(
 # -- the report ------------------------------------------------------------------
 
 
-def _fmt_rate(r: Result | None) -> str:
+def median_run(runs: list[Result]) -> Result:
+    ok = sorted((r for r in runs if not r.error), key=lambda r: r.rate)
+    return ok[len(ok) // 2] if ok else runs[0]
+
+
+def rate_spread(runs: list[Result]) -> float | None:
+    rates = sorted(r.rate for r in runs if not r.error)
+    if len(rates) < 2 or not rates[len(rates) // 2]:
+        return None
+    return (rates[-1] - rates[0]) / rates[len(rates) // 2]
+
+
+def _fmt_rate(r: Result | None, spread: float | None = None) -> str:
     if r is None:
         return "-"
     if r.error:
         return "error"
-    return f"{r.rate:,.0f}"
+    return f"{r.rate:,.0f}" + (f" ±{50 * spread:.0f}%" if spread is not None else "")
 
 
 def _ratio(a: Result | None, b: Result | None, attr: str = "rate") -> str:
@@ -447,9 +459,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def report(results: list[Result], paths: Sequence[str]) -> str:
-    by_key = {
-        (r.scenario.paced, r.scenario.qos, r.scenario.pairs, r.scenario.path): r for r in results
-    }
+    groups: dict[tuple[bool, int, int, str], list[Result]] = {}
+    for r in results:
+        key = (r.scenario.paced, r.scenario.qos, r.scenario.pairs, r.scenario.path)
+        groups.setdefault(key, []).append(r)
+    # With --repeat, each cell shows the run with the median rate (p50/p99 from it too)
+    # and the spread of the rates: (max - min) / median.
+    by_key = {k: median_run(v) for k, v in groups.items()}
+    spread = {k: rate_spread(v) for k, v in groups.items()}
     keys = sorted({(r.scenario.qos, r.scenario.pairs) for r in results})
     parts: list[str] = []
     unpaced = [k for k in keys if any((False, *k, p) in by_key for p in paths)]
@@ -463,7 +480,8 @@ def report(results: list[Result], paths: Sequence[str]) -> str:
         rows = []
         for qos, pairs in unpaced:
             rs = {p: by_key.get((False, qos, pairs, p)) for p in paths}
-            row = [str(qos), str(pairs), *(_fmt_rate(rs[p]) for p in paths)]
+            row = [str(qos), str(pairs)]
+            row += [_fmt_rate(rs[p], spread.get((False, qos, pairs, p))) for p in paths]
             row += [_ratio(rs[a], rs[b]) for a, b in ratio_cols]
             row += [_lat(rs[p]) for p in paths]
             row += ["/".join(str(rs[p].lost) if rs[p] else "-" for p in paths)]  # type: ignore[union-attr]
@@ -562,7 +580,7 @@ def scenarios(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[Scenar
             continue
         for qos in args.qos:
             for pairs in args.pairs:
-                for path in paths:
+                for path in [p for _ in range(args.repeat) for p in paths]:
                     if paced:
                         n = max(1, int(args.rate * args.paced_seconds / pairs))
                         yield Scenario(path, qos, pairs, True, n, args.paced_seconds * 3, args.rate)
@@ -578,6 +596,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--qos", type=int, nargs="+", default=[0, 1], choices=[0, 1])
     p.add_argument("--rate", type=float, default=1000.0, help="paced total msgs/s (1000)")
     p.add_argument("--paced-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per cell, interleaved; median and spread"
+    )
     p.add_argument("--no-paced", action="store_true")
     p.add_argument("--no-throughput", action="store_true")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=[*PATHS, "direct-ws"])
@@ -600,7 +621,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = p.parse_args(argv)
     if args.quick:
-        args.messages = min(args.messages, 3000)
+        args.messages = min(args.messages, 2000)
         args.seconds = min(args.seconds, 4.0)
         args.paced_seconds = min(args.paced_seconds, 1.0)
     if args.direct_ws and "direct-ws" not in args.paths:
@@ -611,7 +632,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    busy = busy_cpus()
+    busy = busy_cpus(0.5)
     if busy > 0.2:
         print(
             f"warning: {busy:.1f} CPUs are busy with something else before the benchmark "
