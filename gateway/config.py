@@ -98,6 +98,23 @@ class LimitsConfig:
     # per connection without letting one slow reader pin megabytes.
     write_buffer_high: int = 256 * 1024
     shutdown_grace_s: float = 5.0
+    # One address may hold this many connections (a NAT of browsers needs many; a
+    # single attacker needs to be stopped well before max_connections).
+    max_connections_per_address: int = 1000
+    # Topics longer or deeper than these are refused (v5 PUBACK 0x90 / SUBACK 0x8F): the
+    # policy index and the broker's topic tree grow with them.
+    max_topic_length: int = 1024
+    max_topic_levels: int = 32
+    max_subscriptions: int = 256
+    # MQTT 5 Receive Maximum announced to clients and enforced for every version: the
+    # QoS 1/2 publishes a client may have unacknowledged (spec 3.3.4).
+    receive_maximum: int = 100
+    # Clients asking for no keep-alive, or a longer one, get this (v5 Server Keep Alive);
+    # 1.5 times the keep-alive without a packet ends the connection (spec 3.1.2.10).
+    max_keep_alive_s: int = 3600
+    # Per connection; 0 is off. Past them: v5 DISCONNECT 0x96 / 0x97, v3.1.1 close.
+    max_messages_per_s: float = 0.0
+    max_bytes_per_s: float = 0.0
 
     def validate(self) -> tuple[str, str] | None:
         # MQTT 5 spec 3.1.2.24: Maximum Packet Size is a four byte integer, and the
@@ -110,6 +127,20 @@ class LimitsConfig:
             return ("max_connections", "must be at least 1")
         if self.write_buffer_high < 1024:
             return ("write_buffer_high", "must be at least 1024")
+        if not 1 <= self.receive_maximum <= 65535:
+            return ("receive_maximum", "must be between 1 and 65535")
+        if not 0 <= self.max_keep_alive_s <= 65535:
+            return ("max_keep_alive_s", "must be between 0 and 65535")
+        for key in (
+            "max_topic_length",
+            "max_topic_levels",
+            "max_subscriptions",
+            "max_connections_per_address",
+        ):
+            if getattr(self, key) < 1:
+                return (key, "must be at least 1")
+        if self.max_messages_per_s < 0 or self.max_bytes_per_s < 0:
+            return ("max_messages_per_s", "rates must not be negative")
         return None
 
 

@@ -34,6 +34,7 @@ from gateway.core.outputs import (
     Reauthenticate,
     Step,
 )
+from gateway.core.ratelimit import TokenBucket
 from gateway.core.subscriptions import (
     ActiveSubscription,
     PendingSubscribe,
@@ -112,6 +113,14 @@ class SessionSettings:
     # Aliases a v5 client may use towards the gateway (spec 3.2.2.3.8). The gateway holds
     # one map per client, so it is bounded: 64 covers the hot topics of any real client.
     topic_alias_maximum: int = 64
+    # Resource limits (issue 9, item 3); 0 turns a rate limit off.
+    max_topic_length: int = 1024
+    max_topic_levels: int = 32
+    max_subscriptions: int = 256
+    receive_maximum: int = 100
+    max_keep_alive_s: int = 3600
+    max_messages_per_s: float = 0.0
+    max_bytes_per_s: float = 0.0
 
 
 def _assigned_client_id() -> str:
@@ -155,6 +164,20 @@ class Session:
         )
         self._from_upstream: PacketDecoder | None = None
         self._connect_deadline: float | None = now + settings.connect_timeout_s
+        self._now = now
+        self._last_client_activity = now
+        self._keep_alive_s = 0  # the keep-alive in force, after the gateway's maximum
+        self._inflight: set[int] = set()  # client QoS 1/2 publishes the broker has not completed
+        self._message_bucket = (
+            TokenBucket(settings.max_messages_per_s, 2 * settings.max_messages_per_s, now)
+            if settings.max_messages_per_s > 0
+            else None
+        )
+        self._byte_bucket = (
+            TokenBucket(settings.max_bytes_per_s, 2 * settings.max_bytes_per_s, now)
+            if settings.max_bytes_per_s > 0
+            else None
+        )
         self._expires_at: float | None = None
         self._reauth_pending = False
         self.close_reason: str | None = None
@@ -162,10 +185,13 @@ class Session:
 
     # -- inputs from the shell ---------------------------------------------------
 
-    def receive_from_client(self, data: bytes) -> Step:
+    def receive_from_client(self, data: bytes, now: float | None = None) -> Step:
         step = Step()
         if self.state is SessionState.CLOSED:
             return step
+        if now is not None:
+            self._now = now
+        self._last_client_activity = self._now
         if self.state is SessionState.AWAIT_CONNECT and len(self._head) < CONNECT_HEAD_BYTES:
             self._head += data[: CONNECT_HEAD_BYTES - len(self._head)]
         self._from_client.feed(data)
@@ -365,7 +391,18 @@ class Session:
             return None
         if self._connect_deadline is not None:
             return self._connect_deadline
-        return self._expires_at
+        keep_alive = self._keep_alive_deadline()
+        if keep_alive is None:
+            return self._expires_at
+        if self._expires_at is None:
+            return keep_alive
+        return min(keep_alive, self._expires_at)
+
+    def _keep_alive_deadline(self) -> float | None:
+        # MQTT 5 spec 3.1.2.10: one and a half times the Keep Alive without a packet.
+        if self._keep_alive_s <= 0 or self.state is not SessionState.CONNECTED:
+            return None
+        return self._last_client_activity + 1.5 * self._keep_alive_s
 
     def handle_timer(self, now: float) -> Step:
         step = Step()
@@ -379,6 +416,11 @@ class Session:
             # MQTT 5 spec 2.4: 0xA0 Maximum connect time, "the maximum connection time
             # authorized for this connection has been exceeded".
             self._disconnect_client(step, ReasonCode.MAXIMUM_CONNECT_TIME, "token_expired")
+        else:
+            keep_alive = self._keep_alive_deadline()
+            if keep_alive is not None and now >= keep_alive:
+                self._audit(step, "disconnect", "deny", "keep_alive_timeout")
+                self._disconnect_client(step, ReasonCode.KEEP_ALIVE_TIMEOUT, "keep_alive_timeout")
         return step
 
     def _open(self) -> bool:
@@ -435,6 +477,14 @@ class Session:
             return
         self.client_id = client_id
         self.connect = packet
+        max_ka = self.settings.max_keep_alive_s
+        # MQTT 5 spec 3.2.2.3.14: the server may impose its own keep-alive; a client that
+        # asks for none (0) or for more than the maximum gets the maximum.
+        self._keep_alive_s = (
+            max_ka
+            if max_ka > 0 and (packet.keep_alive == 0 or packet.keep_alive > max_ka)
+            else packet.keep_alive
+        )
         self.state = SessionState.AUTHENTICATING
         step.actions.append(Authenticate(packet, client_id))
 
@@ -483,6 +533,7 @@ class Session:
             )
         return dataclasses.replace(
             connect,
+            keep_alive=self._keep_alive_s,
             will=will,
             client_id=self.upstream_client_id,
             username=username,
@@ -585,6 +636,8 @@ class Session:
 
     def on_client_publish(self, raw: RawPacket, packet: Publish, step: Step) -> None:
         """A PUBLISH from the client: authorized on topic, QoS and retain (issue 5, item 2)."""
+        if not self._within_rates(raw, packet, step):
+            return
         topic = packet.topic
         alias = packet.properties.get(PropertyId.TOPIC_ALIAS) if packet.properties else None
         if isinstance(alias, int):
@@ -595,6 +648,12 @@ class Session:
                 return
             topic = resolved
         assert self.identity is not None
+        too_big = self._topic_limit(topic)
+        if too_big is not None:
+            d = self._limit_decision(too_big)
+            self._audit_decision(step, "publish", topic, packet.qos, packet.retain, d)
+            self._refuse_publish(packet, step, d, ReasonCode.TOPIC_NAME_INVALID)
+            return
         t0 = perf_counter_ns()
         d = self.policy.authorize_publish(self.identity, topic, packet.qos, packet.retain)
         self._audit_decision(
@@ -621,16 +680,62 @@ class Session:
                 step.to_upstream.append(encode(out, self._level()))
             else:
                 step.to_upstream.append(raw.raw)
+            if packet.packet_id is not None:
+                self._inflight.add(packet.packet_id)
             return
         self._refuse_publish(packet, step, d)
 
-    def _refuse_publish(self, packet: Publish, step: Step, d: PolicyDecision) -> None:
+    def _within_rates(self, raw: RawPacket, packet: Publish, step: Step) -> bool:
+        """Message and byte rates, and the in-flight window (issue 9, item 3)."""
+        now = self._now
+        if self._message_bucket is not None and not self._message_bucket.take(1, now):
+            self._audit(step, "disconnect", "deny", "message_rate_too_high")
+            self._disconnect_client(step, ReasonCode.MESSAGE_RATE_TOO_HIGH, "message_rate")
+            return False
+        if self._byte_bucket is not None and not self._byte_bucket.take(len(raw.raw), now):
+            self._audit(step, "disconnect", "deny", "quota_exceeded")
+            self._disconnect_client(step, ReasonCode.QUOTA_EXCEEDED, "byte_rate")
+            return False
+        pid = packet.packet_id
+        if (
+            pid is not None
+            and pid not in self._inflight
+            and len(self._inflight) >= self.settings.receive_maximum
+        ):
+            # MQTT 5 spec 3.3.4: more unacknowledged QoS 1/2 PUBLISHes than the Receive
+            # Maximum the gateway announced.
+            self._audit(step, "disconnect", "deny", "receive_maximum_exceeded")
+            self._disconnect_client(
+                step, ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive_maximum_exceeded"
+            )
+            return False
+        return True
+
+    def _topic_limit(self, topic: str) -> str | None:
+        if len(topic) > self.settings.max_topic_length and (
+            len(topic.encode()) > self.settings.max_topic_length
+        ):
+            return "topic_too_long"
+        if topic.count("/") >= self.settings.max_topic_levels:
+            return "topic_too_deep"
+        return None
+
+    def _limit_decision(self, reason: str) -> PolicyDecision:
+        return PolicyDecision("deny", reason, None, None, None, self.policy.version)
+
+    def _refuse_publish(
+        self,
+        packet: Publish,
+        step: Step,
+        d: PolicyDecision,
+        v5_code: int = ReasonCode.NOT_AUTHORIZED,
+    ) -> None:
         """Nothing refused reaches the broker; the client's QoS flow is completed here."""
         level = self._level()
         if level != MQTT_5 and self.settings.on_publish_deny == "disconnect":
             self._close(step, "publish_denied", WS_POLICY_VIOLATION)
             return
-        code = ReasonCode.NOT_AUTHORIZED if level == MQTT_5 else 0
+        code = v5_code if level == MQTT_5 else 0
         if packet.qos == 1 and packet.packet_id is not None:
             step.to_client.append(encode(Puback(packet.packet_id, code), level))
         elif packet.qos == 2 and packet.packet_id is not None:
@@ -647,7 +752,23 @@ class Session:
         forwarded: list[Subscription] = []
         rule_ids: list[str | None] = []
         changed = False
+        held = len(self.subscriptions.active) + sum(
+            len(p.forwarded) for p in self.subscriptions.pending.values()
+        )
         for sub in packet.subscriptions:
+            limit = self._topic_limit(sub.topic_filter)
+            if (
+                limit is None
+                and sub.topic_filter not in self.subscriptions.active
+                and (held + len(forwarded) >= self.settings.max_subscriptions)
+            ):
+                limit = "subscription_quota_exceeded"
+            if limit is not None:
+                d = self._limit_decision(limit)
+                self._audit_decision(step, "subscribe", sub.topic_filter, sub.qos, False, d)
+                changed = True
+                codes.append(_subscribe_refusal(level, d))
+                continue
             t0 = perf_counter_ns()
             d = self.policy.authorize_subscribe(self.identity, sub.topic_filter, sub.qos)
             self._audit_decision(
@@ -701,6 +822,13 @@ class Session:
             return
         if isinstance(packet, Publish):
             self.on_delivery(raw, packet, step)
+        elif isinstance(packet, Puback | Pubcomp):
+            self._inflight.discard(packet.packet_id)
+            step.to_client.append(raw.raw)
+        elif isinstance(packet, Pubrec):
+            if packet.reason_code >= 0x80:  # MQTT 5 spec 4.3.3: a failing PUBREC ends it
+                self._inflight.discard(packet.packet_id)
+            step.to_client.append(raw.raw)
         elif isinstance(packet, Suback):
             self._upstream_suback(raw, packet, step)
         elif isinstance(packet, Unsuback):
@@ -737,6 +865,18 @@ class Session:
                 props = props.without(PropertyId.ASSIGNED_CLIENT_IDENTIFIER)
             # The client's aliases end at the gateway (core/aliases.py): it offers its own.
             props = props.with_(PropertyId.TOPIC_ALIAS_MAXIMUM, self.settings.topic_alias_maximum)
+            broker_ka = props.get(PropertyId.SERVER_KEEP_ALIVE)
+            if isinstance(broker_ka, int) and broker_ka < self._keep_alive_s:
+                self._keep_alive_s = broker_ka
+            assert self.connect is not None
+            if self._keep_alive_s != self.connect.keep_alive:
+                props = props.with_(PropertyId.SERVER_KEEP_ALIVE, self._keep_alive_s)
+            broker_rm = props.get(PropertyId.RECEIVE_MAXIMUM)
+            ours = self.settings.receive_maximum
+            props = props.with_(
+                PropertyId.RECEIVE_MAXIMUM,
+                min(ours, broker_rm) if isinstance(broker_rm, int) else ours,
+            )
             broker_max = props.get(PropertyId.MAXIMUM_PACKET_SIZE)
             ours = self.settings.max_packet_size
             props = props.with_(
@@ -925,11 +1065,14 @@ def _mount_response_topic(props: Properties, move: Callable[[str], str | None]) 
 
 
 def _subscribe_refusal(level: int, d: PolicyDecision) -> int:
-    """v3.1.1: 0x80 (spec 3.9.3); v5: 0x8F for a filter that is not valid, else 0x87."""
+    """v3.1.1: 0x80 (spec 3.9.3); v5: 0x8F for a filter that is not valid or too long,
+    0x97 past the subscription quota, else 0x87."""
     if level != MQTT_5:
         return SUBACK_FAILURE_V3
-    if d.reason == "invalid_topic":
+    if d.reason in ("invalid_topic", "topic_too_long", "topic_too_deep"):
         return ReasonCode.TOPIC_FILTER_INVALID
+    if d.reason == "subscription_quota_exceeded":
+        return ReasonCode.QUOTA_EXCEEDED
     return ReasonCode.NOT_AUTHORIZED
 
 

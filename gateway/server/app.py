@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import signal
@@ -71,6 +72,7 @@ class Gateway:
             str(config.path(config.listener.certfile)), str(config.path(config.listener.keyfile))
         )
         self.connections: set[ClientConnection] = set()
+        self.per_address: collections.Counter[str] = collections.Counter()
         self.audit_pipeline = AuditPipeline(config.audit)
         self.decision_stream = DecisionStream()
         self.tenants = TenantPolicies(config) if config.tenancy.enabled else None
@@ -171,11 +173,13 @@ class Gateway:
     def admin_app(self) -> web.Application:
         from gateway.server.admin import add_admin_routes
         from gateway.server.admin_api import add_admin_api
+        from gateway.server.admin_pages import add_admin_pages
 
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app[GATEWAY_KEY] = self
         add_admin_routes(app)
         add_admin_api(app, self)
+        add_admin_pages(app, self)
         return app
 
     # -- policy ------------------------------------------------------------------

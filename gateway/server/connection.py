@@ -71,6 +71,13 @@ class ClientConnection:
                 upstream_password=gateway.upstream_password,
                 on_publish_deny=cfg.acl.on_publish_deny,
                 topic_alias_maximum=cfg.acl.topic_alias_maximum,
+                max_topic_length=cfg.limits.max_topic_length,
+                max_topic_levels=cfg.limits.max_topic_levels,
+                max_subscriptions=cfg.limits.max_subscriptions,
+                receive_maximum=cfg.limits.receive_maximum,
+                max_keep_alive_s=cfg.limits.max_keep_alive_s,
+                max_messages_per_s=cfg.limits.max_messages_per_s,
+                max_bytes_per_s=cfg.limits.max_bytes_per_s,
             ),
             time.time(),
             gateway.policy,
@@ -79,10 +86,13 @@ class ClientConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._upstream_task: asyncio.Task[None] | None = None
-        self._timer_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._close: Close | None = None
-        self._wake_timer = asyncio.Event()
+        # One timer per session, armed for its next deadline (connect timeout, keep-alive,
+        # token expiry) and moved only when a deadline comes earlier: no wake-up per message.
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._timer_task: asyncio.Task[None] | None = None
         self.connected_at = time.time()
         self.id = uuid.uuid4().hex[:16]
         self.org: str | None = None
@@ -98,11 +108,11 @@ class ClientConnection:
             metrics.connection_closed()
 
     async def _run(self) -> None:
-        self._timer_task = asyncio.create_task(self._timers())
+        self._rearm()
         try:
             async for msg in self.ws:
                 if msg.type is WSMsgType.BINARY:
-                    await self._apply(self.session.receive_from_client(msg.data))
+                    await self._apply(self.session.receive_from_client(msg.data, time.time()))
                 elif msg.type is WSMsgType.TEXT:
                     # MQTT over WebSocket (MQTT 5 spec 6.0): binary frames only.
                     await self.ws.close(code=WS_UNSUPPORTED_DATA, message=b"binary frames only")
@@ -192,7 +202,30 @@ class ClientConnection:
                 self._close = action
                 self._closed.set()
                 await self._close_both(action)
-        self._wake_timer.set()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline is None or self._closed.is_set():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._armed = None
+            return
+        if self._armed is not None and self._armed <= deadline:
+            return  # fires first; it re-arms for what is due then
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = deadline
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, deadline - time.time()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._armed = None
+        if not self._closed.is_set():
+            self._timer_task = asyncio.create_task(self._on_deadline())
+
+    async def _on_deadline(self) -> None:
+        await self._apply(self.session.handle_timer(time.time()))
 
     async def _write_client(self, data: bytes) -> None:
         if self.ws.closed:
@@ -298,18 +331,6 @@ class ClientConnection:
         if not self._closed.is_set():
             await self._apply(self.session.upstream_closed())
 
-    async def _timers(self) -> None:
-        while not self._closed.is_set():
-            deadline = self.session.next_deadline()
-            self._wake_timer.clear()
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_timer.wait(), timeout)
-                continue
-            if self._closed.is_set():
-                return
-            await self._apply(self.session.handle_timer(time.time()))
-
     # -- closing -----------------------------------------------------------------
 
     async def _close_both(self, close: Close) -> None:
@@ -324,6 +345,8 @@ class ClientConnection:
 
     async def _teardown(self) -> None:
         current = asyncio.current_task()
+        if self._timer is not None:
+            self._timer.cancel()
         for task in (self._upstream_task, self._timer_task):
             if task is not None and task is not current and not task.done():
                 task.cancel()

@@ -79,6 +79,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return _refuse(503, "server shutting down", remote)
     if len(gateway.connections) >= cfg.limits.max_connections:
         return _refuse(503, "too many connections", remote)
+    if gateway.per_address[remote or ""] >= cfg.limits.max_connections_per_address:
+        return _refuse(503, "too many connections from this address", remote)
     if not origin_allowed(request.headers.get(hdrs.ORIGIN), cfg.listener.allowed_origins):
         return _refuse(403, "origin not allowed", remote)
     offered = offered_subprotocols(request)
@@ -114,10 +116,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     conn = ClientConnection(gateway, ws, transport, gateway.audit)
     gateway.connections.add(conn)
+    gateway.per_address[remote or ""] += 1
     try:
         await conn.run()
     finally:
         gateway.connections.discard(conn)
+        gateway.per_address[remote or ""] -= 1
+        if gateway.per_address[remote or ""] <= 0:
+            del gateway.per_address[remote or ""]
         if not ws.closed:
             with contextlib.suppress(Exception):
                 await ws.close()

@@ -41,6 +41,7 @@ POLICY = compile_policy(orjson.loads(PERMIT_ALL_POLICY), source="permit-all")
 SETTINGS = SessionSettings(
     max_packet_size=4096,
     connect_timeout_s=10.0,
+    max_keep_alive_s=0,  # keep-alive has its own tests below
     upstream_username="gw",
     upstream_password=b"gw-secret",
 )
@@ -62,7 +63,9 @@ def actions(step: Step, kind: type) -> list[object]:
 def connected(level: int = 4, connect: Connect | None = None) -> tuple[Session, Step]:
     """Drive a session through CONNECT, authentication and the broker's CONNACK."""
     s = new_session()
-    c = connect or Connect("c1", protocol_level=level, password=b"token", username="u")
+    c = connect or Connect(
+        "c1", protocol_level=level, password=b"token", username="u", keep_alive=0
+    )
     step = s.receive_from_client(encode(c, level))
     assert actions(step, Authenticate) and not step.to_upstream
     step = s.auth_succeeded(ALICE, "alice:c1")

@@ -229,3 +229,19 @@ async def test_readiness_reports_upstream_down(
     ):
         assert r.status == 503
         assert (await r.json())["checks"]["upstream"] == "unreachable"
+
+
+async def test_connections_per_address_limited(
+    gateway_factory: GatewayFactory, certs: Path
+) -> None:
+    gw = gateway_factory(limits="connect_timeout_s = 5.0\nmax_connections_per_address = 2")
+    held = [await ws_connect(gw, certs) for _ in range(2)]
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            s, _ = await ws_connect(gw, certs)
+            await s.close()
+        assert info.value.status == 503
+    finally:
+        for session, ws in held:
+            await ws.close()
+            await session.close()
