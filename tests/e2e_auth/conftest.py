@@ -15,7 +15,8 @@ from tests.support.mosquitto import Mosquitto
 @pytest.fixture
 def relay(broker: Mosquitto) -> Iterator[SplitRelay]:
     """Between the gateway and the real Mosquitto: every byte the broker receives."""
-    r = SplitRelay(broker.port).start()
+    r = SplitRelay(broker.port)
+    r.start()
     yield r
     r.stop()
 

@@ -69,7 +69,7 @@ async def test_invalid_upgrade_token_gets_401(
         if carrier == "header"
         else {"query": {"access_token": token}}
     )
-    status, body = await upgrade(gw, **where)  # type: ignore[arg-type]
+    status, body = await upgrade(gw, **where)
     assert status == 401
     assert body == reason + "\n"  # the reason only: nothing of the request is echoed
 
