@@ -179,3 +179,26 @@ async def test_v5_reauthentication_with_other_method_is_a_protocol_error(
         # Compared as bytes: a conforming decoder (ours included) cannot even read 0x8C here.
         assert await c.recv_bytes() == encode(Disconnect(0x82), 5)
         await c.expect_closed()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gateway bug: a token whose exp passed less than leeway_s (default 30 s) ago "
+    "verifies, so the gateway opens the broker connection and answers CONNACK 0x00, then "
+    "ends the session at once with DISCONNECT 0xA0: the session timer uses exp without "
+    "the leeway (auth/claims.py expires_at = exp; core/session.py handle_timer). It should "
+    "either refuse the CONNECT (expired, 0x86) or keep the session until exp + leeway",
+)
+async def test_token_inside_leeway_is_not_accepted_then_dropped(
+    gateway_factory: GatewayFactory, idp: DevIdp
+) -> None:
+    gw = make(gateway_factory, idp)
+    token = idp.token("skewed", exp=int(time.time()) - 5)
+    async with Wire(gw) as c:
+        got = await c.connect(Connect("skew", protocol_level=5, password=token.encode()))
+        assert isinstance(got, Connack)
+        if got.reason_code == 0:
+            await c.send(Pingreq())
+            assert await c.recv() == Pingresp(), "accepted, then dropped at once"
+        else:
+            assert got.reason_code == 0x86
