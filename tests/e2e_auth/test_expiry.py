@@ -202,3 +202,20 @@ async def test_token_inside_leeway_is_not_accepted_then_dropped(
             assert await c.recv() == Pingresp(), "accepted, then dropped at once"
         else:
             assert got.reason_code == 0x86
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_paho_sees_the_expiry(gateway_factory: GatewayFactory, idp: DevIdp, version: int) -> None:
+    """What a paho-mqtt application observes: on_disconnect with "Maximum connect time"
+    (v5) or a lost connection (v3.1.1), no earlier than exp."""
+    gw = make(gateway_factory, idp)
+    exp = exp_in(1)
+    c = gw.client(token=idp.token("paho-exp", exp=exp), version=version, client_id="paho-exp")
+    c.connect()
+    rc = c.disconnects.get(timeout=exp - time.time() + 2.0)
+    assert time.time() >= exp - 0.05
+    if version == 5:
+        assert rc.value == 0xA0 and str(rc) == "Maximum connect time"
+    else:
+        assert rc.is_failure
+    c.c.loop_stop()
