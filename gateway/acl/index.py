@@ -48,6 +48,24 @@ class Node:
         self.reps: dict[int, Entry] = {}  # class -> its first rule (document order) here/below
 
 
+class Summary:
+    """Entries reduced to what ``first_hit`` needs: their classes and the first rule of each."""
+
+    __slots__ = ("mask", "reps")
+
+    def __init__(self, entries: Sequence[Entry] = ()) -> None:
+        self.mask = 0
+        self.reps: dict[int, Entry] = {}
+        for e in entries:
+            self.add(e)
+
+    def add(self, e: Entry) -> None:
+        self.mask |= e.bit
+        old = self.reps.get(e.cls)
+        if old is None or e.rule.index < old.rule.index:
+            self.reps[e.cls] = e
+
+
 def _finish(node: Node) -> None:
     children = [*node.literal.values(), *(c for _, c in node.templated.values())]
     if node.plus is not None:
@@ -109,9 +127,12 @@ class View:
     __slots__ = (
         "_any",
         "_lit",
+        "_merged",
         "_plus",
         "end",
+        "end_sum",
         "hash",
+        "hash_sum",
         "mask",
         "parts",
         "reps",
@@ -122,7 +143,8 @@ class View:
     def __init__(self, trie: Trie, parts: tuple[Node, ...]) -> None:
         self.trie = trie
         self.parts = parts
-        self._lit: dict[str, View | None] = {}
+        self._lit: dict[str, View] = {}
+        self._merged: dict[str, tuple[Node, ...]] | None = None
         self._plus: View | bool | None = False
         self._any: dict[bool, View | None] = {}
         self.templated: tuple[tuple[Template, Node], ...] = tuple(
@@ -130,6 +152,8 @@ class View:
         )
         self.end: tuple[Entry, ...] = tuple(e for p in parts for e in p.end)
         self.hash: tuple[Entry, ...] = tuple(e for p in parts for e in p.hash)
+        self.end_sum = Summary(self.end)
+        self.hash_sum = Summary(self.hash)
         self.mask = 0
         self.reps: dict[int, Entry] = {}
         for p in parts:
@@ -140,13 +164,26 @@ class View:
                     self.reps[cls] = e
 
     def literal(self, level: str) -> View | None:
-        try:
-            return self._lit[level]
-        except KeyError:
-            found = tuple(c for p in self.parts if (c := p.literal.get(level)) is not None)
-            view = self.trie.view(found)
-            self._lit[level] = view
+        """The child for a literal level. Only hits are memoised: the level comes from
+        the client, and remembering misses would let it grow the memo without bound."""
+        view = self._lit.get(level)
+        if view is not None:
             return view
+        if len(self.parts) == 1:
+            child = self.parts[0].literal.get(level)
+            found: tuple[Node, ...] = () if child is None else (child,)
+        else:
+            if self._merged is None:  # once per union view, so a lookup stays O(1)
+                merged: dict[str, list[Node]] = {}
+                for p in self.parts:
+                    for k, c in p.literal.items():
+                        merged.setdefault(k, []).append(c)
+                self._merged = {k: tuple(v) for k, v in merged.items()}
+            found = self._merged.get(level, ())
+        view = self.trie.view(found)
+        if view is not None:
+            self._lit[level] = view
+        return view
 
     def plus(self) -> View | None:
         if self._plus is False:
@@ -205,9 +242,9 @@ def class_key(rule: Rule) -> ApplicabilityClass:
     return ApplicabilityClass(rule.effect, rule.principal, rule.when, variables)
 
 
-# What a walk finds: a rule entry, or a whole subtree (a filter's '#'), with the
-# assignment of multi-valued variables chosen along the way.
-Hit = tuple[Entry | View, Assignment]
+# What a walk finds: a rule entry with the assignment of multi-valued variables
+# chosen along the way.
+Hit = tuple[Entry, Assignment]
 
 
 class BoundTemplates:
@@ -323,8 +360,11 @@ def walk_contain(trie: Trie, filt: Levels, bt: BoundTemplates) -> Iterator[Hit]:
                 yield e, asg
 
 
-def walk_overlap(trie: Trie, filt: Levels, bt: BoundTemplates) -> Iterator[Hit]:
-    """Entries (or whole subtrees) whose bound pattern overlaps ``filt`` (normalised)."""
+def walk_overlap(
+    trie: Trie, filt: Levels, bt: BoundTemplates
+) -> Iterator[tuple[Summary | View, Assignment]]:
+    """Entries whose bound pattern overlaps ``filt`` (normalised), as summaries: a view
+    stands for its whole subtree (a filter's ``#``)."""
     states: list[tuple[View, Assignment]] = [(trie.root, ())]
     for i, level in enumerate(filt):
         wild = level in (SINGLE, MULTI)
@@ -333,8 +373,7 @@ def walk_overlap(trie: Trie, filt: Levels, bt: BoundTemplates) -> Iterator[Hit]:
         for v, asg in states:
             if level == MULTI:
                 if i == 0:
-                    for e in v.hash:
-                        yield e, asg
+                    yield v.hash_sum, asg
                     below = v.any_child(True)
                     if below is not None:
                         yield below, asg
@@ -342,8 +381,7 @@ def walk_overlap(trie: Trie, filt: Levels, bt: BoundTemplates) -> Iterator[Hit]:
                     yield v, asg
                 continue
             if not dollar:
-                for e in v.hash:
-                    yield e, asg
+                yield v.hash_sum, asg
             if level == SINGLE:
                 a = v.any_child(i == 0)
                 if a is not None:
@@ -353,32 +391,33 @@ def walk_overlap(trie: Trie, filt: Levels, bt: BoundTemplates) -> Iterator[Hit]:
         states = nxt
     if filt[-1] != MULTI:
         for v, asg in states:
-            for e in v.end:
-                yield e, asg
-            for e in v.hash:
-                yield e, asg
+            yield v.end_sum, asg
+            yield v.hash_sum, asg
 
 
-def first_hit(hits: Iterator[Hit], want: int) -> tuple[Entry, Assignment] | None:
-    """The hit of lowest document order whose class is in ``want``."""
-    best: tuple[Entry, Assignment] | None = None
-    for item, asg in hits:
-        if isinstance(item, Entry):
-            candidates: Iterator[Entry] = iter((item,)) if item.bit & want else iter(())
-        else:
-            candidates = _reps(item, want)
-        for e in candidates:
-            if best is None or e.rule.index < best[0].rule.index:
-                best = (e, asg)
+def first_entry(hits: Iterator[Hit], want: int) -> Hit | None:
+    """The entry of lowest document order whose class is in ``want``."""
+    best: Hit | None = None
+    for e, asg in hits:
+        if e.bit & want and (best is None or e.rule.index < best[0].rule.index):
+            best = (e, asg)
     return best
 
 
-def _reps(view: View, want: int) -> Iterator[Entry]:
-    m = view.mask & want
-    while m:
-        low = m & -m
-        yield view.reps[low.bit_length() - 1]
-        m ^= low
+def first_hit(
+    hits: Iterator[tuple[Summary | View, Assignment]], want: int
+) -> tuple[Entry, Assignment] | None:
+    """The hit of lowest document order whose class is in ``want``; O(classes hit)."""
+    best: tuple[Entry, Assignment] | None = None
+    for item, asg in hits:
+        m = item.mask & want
+        while m:
+            low = m & -m
+            e = item.reps[low.bit_length() - 1]
+            if best is None or e.rule.index < best[0].rule.index:
+                best = (e, asg)
+            m ^= low
+    return best
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from gateway.acl.index import (
     BoundTemplates,
     CompiledIndex,
     Entry,
+    first_entry,
     first_hit,
     walk_contain,
     walk_match,
@@ -203,14 +204,12 @@ class Policy:
 
     def _publish(self, b: _Bound, topic: Levels, qos: int, retain: bool) -> PolicyDecision:
         tries = self._index.tries
-        deny = first_hit(walk_match(tries[("publish", "deny")], topic, b.templates), b.ok)
+        deny = first_entry(walk_match(tries[("publish", "deny")], topic, b.templates), b.ok)
         if deny is not None:
             return self._decide(b, "deny", r.DENY_RULE, deny, None)
         allow_trie = tries[("publish", "allow")]
         grant = qos_only = concern = unbound = None
         for e, asg in walk_match(allow_trie, topic, b.templates):
-            if not isinstance(e, Entry):  # walk_match yields entries only
-                continue
             if not e.bit & b.ok:
                 if e.bit & b.cond:
                     unbound = _earlier(unbound, (e, asg))
@@ -247,7 +246,7 @@ class Policy:
         best_level = -1
         best = containing = refused = None
         for e, asg in walk_contain(allow_trie, filt, b.templates):
-            if not isinstance(e, Entry) or not e.bit & b.ok:
+            if not e.bit & b.ok:
                 continue
             if not self._group_fits(b, e.rule, asg, group):
                 refused = _earlier(refused, (e, asg))

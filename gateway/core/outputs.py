@@ -18,6 +18,9 @@ class Authenticate:
 
     connect: Connect
     client_id: str  # the client id in force: the client's, or the one the gateway assigned
+    # The client sent an empty id (v5 3.1.3.1, v3.1.1 clean session): the broker may give
+    # the upstream session any unique id, and no template applies to it.
+    assigned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -486,7 +486,7 @@ class Session:
             else packet.keep_alive
         )
         self.state = SessionState.AUTHENTICATING
-        step.actions.append(Authenticate(packet, client_id))
+        step.actions.append(Authenticate(packet, client_id, self._client_id_assigned))
 
     def _connect_error(self, step: Step, exc: MQTTError) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -611,10 +611,10 @@ class Session:
         """MQTT 5 spec 4.12.1: re-authentication, answered by the gateway itself."""
         method = packet.properties.get(PropertyId.AUTHENTICATION_METHOD)
         if method != JWT_AUTH_METHOD:
+            # MQTT 5 spec 4.12.1 [MQTT-4.12.1-1]: re-authentication must use the method of
+            # the connection; anything else is a Protocol Error (0x8C is not a DISCONNECT code).
             self._audit(step, "reauth", "deny", "bad_authentication_method")
-            self._disconnect_client(
-                step, ReasonCode.BAD_AUTHENTICATION_METHOD, "bad_authentication_method"
-            )
+            self._disconnect_client(step, ReasonCode.PROTOCOL_ERROR, "bad_authentication_method")
             return
         data = packet.properties.get(PropertyId.AUTHENTICATION_DATA)
         if packet.reason_code != ReasonCode.REAUTHENTICATE or not isinstance(data, bytes):
@@ -863,6 +863,12 @@ class Session:
                 props = props.with_(PropertyId.ASSIGNED_CLIENT_IDENTIFIER, self.client_id)
             else:
                 props = props.without(PropertyId.ASSIGNED_CLIENT_IDENTIFIER)
+            assert self.connect is not None
+            method = self.connect.properties.get(PropertyId.AUTHENTICATION_METHOD)
+            if isinstance(method, str):
+                # [MQTT-4.12.0-5]: a CONNACK that accepts enhanced authentication names the
+                # method; the broker never saw it (the gateway authenticated), so add it.
+                props = props.with_(PropertyId.AUTHENTICATION_METHOD, method)
             # The client's aliases end at the gateway (core/aliases.py): it offers its own.
             props = props.with_(PropertyId.TOPIC_ALIAS_MAXIMUM, self.settings.topic_alias_maximum)
             broker_ka = props.get(PropertyId.SERVER_KEEP_ALIVE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from gateway.auth import AUTH_METHOD_JWT, Authenticator, AuthResult, ClientIdRefused, Credentials
 from gateway.config import GatewayConfig
 from gateway.identity import Identity
@@ -33,8 +35,10 @@ class GatewayAuthenticator:
         await self.auth.close()
 
     async def authenticate(
-        self, connect: Connect, client_id: str, transport: TransportInfo
+        self, connect: Connect, client_id: str, transport: TransportInfo, assigned: bool = False
     ) -> AuthOutcome:
+        """Verify a CONNECT. ``assigned``: the client sent no id and the gateway made
+        ``client_id`` up; the broker then assigns the upstream id (nothing to take over)."""
         method = connect.properties.get(PropertyId.AUTHENTICATION_METHOD)
         # MQTT 5 enhanced authentication (spec 4.12): with method "jwt" the token is the
         # Authentication Data, one more carrier that must agree with any other copy.
@@ -55,7 +59,9 @@ class GatewayAuthenticator:
         if not result.ok or result.identity is None:
             return _outcome(result)
         try:
-            upstream_id = self.auth.upstream_client_id(result.identity, client_id)
+            upstream_id = self.auth.upstream_client_id(
+                result.identity, "" if assigned else client_id
+            )
         except ClientIdRefused as exc:
             return AuthOutcome(False, exc.reason.value, None, None, exc.connack_v5, exc.connack_v3)
         return AuthOutcome(
@@ -66,7 +72,19 @@ class GatewayAuthenticator:
         result = await self.auth.reauthenticate(identity, token)
         if not result.ok or result.identity is None:
             return _outcome(result)
-        return AuthOutcome(True, "reauthenticated", result.identity, issuer=result.issuer)
+        return AuthOutcome(
+            True, "reauthenticated", self._with_leeway(result.identity), issuer=result.issuer
+        )
+
+    def _with_leeway(self, identity: Identity) -> Identity:
+        """The session ends when the token stops verifying: at ``exp`` plus the leeway
+        the verification allowed, not at ``exp`` (a token inside the leeway would
+        otherwise connect and be dropped at once)."""
+        if identity.expires_at is None:
+            return identity
+        return dataclasses.replace(
+            identity, expires_at=identity.expires_at + self.auth.config.leeway_s
+        )
 
     async def check_upgrade(
         self, header_token: str | None, query_token: str | None, remote_address: str | None

@@ -244,9 +244,9 @@ class ClientConnection:
 
     async def _authenticate(self, action: Authenticate) -> None:
         outcome = await self.gateway.authenticator.authenticate(
-            action.connect, action.client_id, self.transport
+            action.connect, action.client_id, self.transport, action.assigned
         )
-        if outcome.ok and outcome.identity is not None and outcome.upstream_client_id:
+        if outcome.ok and outcome.identity is not None and outcome.upstream_client_id is not None:
             tenants = self.gateway.tenants
             if tenants is None:
                 step = self.session.auth_succeeded(outcome.identity, outcome.upstream_client_id)
