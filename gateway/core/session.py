@@ -76,6 +76,10 @@ MQTT31_MAX_CLIENT_ID = 23
 # lets it) that the session holds unread; past that the client is flooding.
 EARLY_DATA_SLACK = 64 * 1024
 
+# Decisions a session remembers (core/session.py _decisions): enough for the hot topics
+# of any client; a client cycling through more topics just pays the policy's own cache.
+DECISION_CACHE_SIZE = 1024
+
 # Enough of a CONNECT to read its protocol level: fixed header (5) + name (2 + 6) + 1.
 CONNECT_HEAD_BYTES = 16
 
@@ -141,6 +145,10 @@ class Session:
     ) -> None:
         self.settings = settings
         self.policy = policy
+        # Decisions for this session's identity under this policy, by (action, topic, qos,
+        # retain): a hot topic costs one dict lookup. Cleared when the policy or the
+        # identity changes; bounded by clearing when full (topics are usually few).
+        self._decisions: dict[tuple[str, str, int, bool], PolicyDecision] = {}
         self.subscriptions = SubscriptionBook()
         self.mount: TopicMount | None = None
         self._client_aliases = TopicAliases(settings.topic_alias_maximum)
@@ -239,6 +247,7 @@ class Session:
         assert self.client_id is not None
         if policy is not None:
             self.policy = policy
+        self._decisions.clear()
         self.mount = mount
         self.identity = identity.with_client_id(self.client_id)
         self.upstream_client_id = upstream_client_id
@@ -262,6 +271,7 @@ class Session:
     def policy_changed(self, policy: Policy) -> Step:
         """A new policy: new decisions use it, and subscriptions it refuses are revoked."""
         self.policy = policy
+        self._decisions.clear()
         return self._recheck_subscriptions("policy_changed")
 
     def _recheck_subscriptions(self, why: str) -> Step:
@@ -366,6 +376,7 @@ class Session:
         assert self.client_id is not None
         self._reauth_pending = False
         self.identity = identity.with_client_id(self.client_id)
+        self._decisions.clear()
         self._expires_at = identity.expires_at
         self._audit(step, "reauth", "allow", "reauthenticated")
         props = ((PropertyId.AUTHENTICATION_METHOD, JWT_AUTH_METHOD),)
@@ -655,7 +666,15 @@ class Session:
             self._refuse_publish(packet, step, d, ReasonCode.TOPIC_NAME_INVALID)
             return
         t0 = perf_counter_ns()
-        d = self.policy.authorize_publish(self.identity, topic, packet.qos, packet.retain)
+        key = ("p", topic, packet.qos, packet.retain)
+        cached = self._decisions.get(key)
+        d = (
+            cached
+            if cached is not None
+            else self._remember(
+                key, self.policy.authorize_publish(self.identity, topic, packet.qos, packet.retain)
+            )
+        )
         self._audit_decision(
             step,
             "publish",
@@ -923,17 +942,13 @@ class Session:
                 return
             topic = inside
         t0 = perf_counter_ns()
-        d = self.policy.authorize_delivery(self.identity, topic, packet.qos)
-        if not d.allowed:
-            # The message may have come through a shared subscription whose rule admits
-            # only that group (ACL v2 share_group).
-            for group in self.subscriptions.share_groups():
-                alt = self.policy.authorize_delivery(
-                    self.identity, topic, packet.qos, share_group=group
-                )
-                if alt.allowed:
-                    d = alt
-                    break
+        key = ("d", topic, packet.qos, False)
+        cached = self._decisions.get(key)
+        d = (
+            cached
+            if cached is not None
+            else self._remember(key, self._delivery_decision(topic, packet.qos))
+        )
         self._audit_decision(
             step,
             "delivery",
@@ -967,6 +982,25 @@ class Session:
         elif packet.qos == 2 and packet.packet_id is not None:
             self._local_qos2_from_broker.add(packet.packet_id)
             step.to_upstream.append(encode(Pubrec(packet.packet_id), level))
+
+    def _delivery_decision(self, topic: str, qos: int) -> PolicyDecision:
+        assert self.identity is not None
+        d = self.policy.authorize_delivery(self.identity, topic, qos)
+        if d.allowed:
+            return d
+        # The message may have come through a shared subscription whose rule admits only
+        # that group (ACL v2 share_group).
+        for group in self.subscriptions.share_groups():
+            alt = self.policy.authorize_delivery(self.identity, topic, qos, share_group=group)
+            if alt.allowed:
+                return alt
+        return d
+
+    def _remember(self, key: tuple[str, str, int, bool], d: PolicyDecision) -> PolicyDecision:
+        if len(self._decisions) >= DECISION_CACHE_SIZE:
+            self._decisions.clear()
+        self._decisions[key] = d
+        return d
 
     def _upstream_suback(self, raw: RawPacket, packet: Suback, step: Step) -> None:
         """Merge the broker's codes with the gateway's refusals, in the client's order."""

@@ -179,16 +179,19 @@ class ClientConnection:
 
     async def _apply(self, step: Step) -> None:
         metrics = self.gateway.audit_pipeline.metrics
-        if step.to_upstream:
-            metrics.packets(
-                CLIENT_TO_UPSTREAM, len(step.to_upstream), sum(map(len, step.to_upstream))
-            )
-            for data in step.to_upstream:
-                await self._write_upstream(data)
-        if step.to_client:
-            metrics.packets(UPSTREAM_TO_CLIENT, len(step.to_client), sum(map(len, step.to_client)))
-            for data in step.to_client:
-                await self._write_client(data)
+        up = step.to_upstream
+        if up:
+            # Coalesced: one write (and one TLS record, upstream) for all that is ready.
+            data = up[0] if len(up) == 1 else b"".join(up)
+            metrics.packets(CLIENT_TO_UPSTREAM, len(up), len(data))
+            await self._write_upstream(data)
+        down = step.to_client
+        if down:
+            # Several MQTT packets in one WebSocket frame (MQTT 5 spec 6.0 allows it):
+            # one frame, one TLS record, one wake-up of the client for a whole batch.
+            data = down[0] if len(down) == 1 else b"".join(down)
+            metrics.packets(UPSTREAM_TO_CLIENT, len(down), len(data))
+            await self._write_client(data)
         for action in step.actions:
             if isinstance(action, AuditEvent):
                 self._on_audit(self, action)
