@@ -30,8 +30,8 @@ def retained(port: int, topic_filter: str = "#", settle: float = 0.3) -> dict[st
     """The retained messages a fresh subscriber receives now (topic -> payload)."""
     got: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
     subscribed: queue.Queue[bool] = queue.Queue()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    c.on_message = lambda cl, u, m: got.put((m.topic, m.payload, bool(m.retain)))
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)  # type: ignore[attr-defined]
+    c.on_message = lambda cl, u, m: got.put((m.topic, bytes(m.payload), bool(m.retain)))
     c.on_subscribe = lambda *a: subscribed.put(True)
     c.connect("127.0.0.1", port)
     c.loop_start()
