@@ -30,6 +30,7 @@ from gateway.auth.jwks import KeySet, make_key_set
 from gateway.auth.keys import select_keys
 from gateway.auth.ratelimit import FailureLimiter
 from gateway.auth.reasons import Reason, connack_v3, connack_v5, disconnect_v5
+from gateway.auth.tokencache import Verified, VerifiedTokenCache
 from gateway.auth.verify import Refused, check_alg, looks_like_jwt, peek, verify_with_keys
 from gateway.auth.webhook import Webhook, WebhookRequest
 from gateway.identity import Identity
@@ -146,6 +147,7 @@ class Authenticator:
         self.limiter = FailureLimiter(config.rate_limit, clock)
         self.client_ids = ClientIdPolicy(config.client_id)
         self.stats = AuthStats()
+        self.token_cache = VerifiedTokenCache()
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -197,7 +199,26 @@ class Authenticator:
             return None, Reason.TOKEN_MISMATCH
         return found[0], None
 
+    def _key_live(self, entry: Verified) -> bool:
+        key_set = self.key_sets.get(entry.issuer)
+        return key_set is not None and any(k.key is entry.key for k in key_set.keys)
+
     async def _verify_jwt(self, token: str) -> tuple[ResolvedIssuer, dict[str, Any]]:
+        digest = VerifiedTokenCache.digest(token)
+        hit = self.token_cache.get(digest, self._wall(), self._key_live)
+        if hit is not None:
+            return self.issuers[hit.issuer], hit.claims
+        issuer, claims, key = await self._verify_uncached(token)
+        exp = claims.get("exp")
+        if key is not None and isinstance(exp, int | float) and not isinstance(exp, bool):
+            self.token_cache.put(
+                digest, Verified(issuer.issuer, claims, float(exp) + self.config.leeway_s, key)
+            )
+        return issuer, claims
+
+    async def _verify_uncached(
+        self, token: str
+    ) -> tuple[ResolvedIssuer, dict[str, Any], object | None]:
         p = peek(token, self.config.max_token_bytes)
         issuer = self.issuers.get(p.iss)
         if issuer is None:
@@ -214,7 +235,8 @@ class Authenticator:
             # token into many signature checks.
             raise Refused(Reason.UNKNOWN_KID)
         claims = verify_with_keys(token, p, issuer, candidates, self.config.leeway_s)
-        return issuer, claims
+        # Remembered only when one key can have verified it (a token with a kid).
+        return issuer, claims, candidates[0].key if len(candidates) == 1 else None
 
     def _identity(
         self, issuer: ResolvedIssuer, claims: Mapping[str, Any], client_id: str | None
