@@ -130,13 +130,6 @@ async def test_require_mode_refuses_a_foreign_client_id(
     assert isinstance(first, Connect) and first.client_id == "alice:phone"  # used unchanged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: in require mode an empty client id is refused (v5 0x85, v3.1.1 0x02): "
-    "core/session.py replaces it with a generated 'mqttgate-…' id before authentication, so "
-    "ClientIdPolicy.decide never sees the empty id it accepts and the generated id does not "
-    "match the template",
-)
 @pytest.mark.parametrize("level", LEVELS)
 async def test_require_mode_empty_client_id_keeps_working(
     gateway_factory: GatewayFactory, idp: DevIdp, level: int

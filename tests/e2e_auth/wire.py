@@ -291,6 +291,7 @@ def auth_toml(
     token_sources: tuple[str, ...] | None = None,
     burst: int = 1000,
     refill_per_s: float = 100.0,
+    leeway_s: float | None = None,
     tables: str = "",
 ) -> str:
     """An ``[auth]`` table. The failure limit is lax unless a test sets it: every test
@@ -298,6 +299,8 @@ def auth_toml(
     sources = ""
     if token_sources is not None:
         sources = "token_sources = [" + ", ".join(f'"{s}"' for s in token_sources) + "]"
+    if leeway_s is not None:
+        sources += f"\nleeway_s = {leeway_s}"
     return f"""
 [auth]
 {sources}
