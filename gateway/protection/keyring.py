@@ -47,8 +47,14 @@ class KeyringError(ValueError):
 
 
 def decode_key(data: bytes, where: str) -> bytes:
-    """32 raw bytes, or the base64 (standard or URL-safe, padded or not) of 32 bytes."""
+    """32 raw bytes, or the base64 (standard or URL-safe, padded or not) of 32 bytes.
+
+    32 bytes of printable ASCII are refused: that is a password or a truncated base64
+    text, not a random key (a random key is all-printable with probability ~2^-46).
+    """
     if len(data) == KEY_BYTES:
+        if all(0x20 <= b < 0x7F for b in data):
+            raise KeyringError(f"{where}: 32 printable characters are not a key; give base64")
         return bytes(data)
     text = data.strip()
     try:

@@ -121,6 +121,7 @@ def test_keys_from_env_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ("unset", "K_MISSING is not set"),
         ("short", "AES-256 needs 32"),
         ("junk", "not 32 raw bytes nor base64"),
+        ("password", "32 printable characters are not a key"),
     ],
 )
 def test_bad_key_sources(
@@ -128,6 +129,8 @@ def test_bad_key_sources(
 ) -> None:
     if setup == "short":
         monkeypatch.setenv("K_MISSING", base64.b64encode(b"x" * 16).decode())
+    if setup == "password":
+        monkeypatch.setenv("K_MISSING", "correct horse battery staple 123")
     if setup == "junk":
         monkeypatch.setenv("K_MISSING", "not base64 at all!!")
     c = config('[[keys]]\nid = "k1"\nkey_env = "K_MISSING"')
