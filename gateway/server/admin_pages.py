@@ -6,7 +6,8 @@ listener:
 
 - ``GET /admin/ui/simulator``, ``GET /admin/ui/decisions``: the pages (303 to the login
   form without credentials)
-- ``GET|POST /admin/ui/login``, ``POST /admin/ui/logout``: the login form
+- ``GET /admin/ui/login``: the login form; ``POST /admin/ui/login`` with the credential in
+  ``Authorization: Bearer`` sets the session cookie; ``POST /admin/ui/logout`` ends it
 - ``GET /admin/ui/static/{name}``: the pages' scripts and style sheet
 - ``POST /admin/policy/validate``: policy text checked as ``mqttgate acl validate --json``
 - ``GET /admin/decisions/stream``: server-sent events of live decisions, filtered
@@ -43,6 +44,7 @@ from gateway.logs import log
 from gateway.server.admin_api import ADMIN_AUTH_KEY, MAX_POLICY_BYTES, AdminAuth
 from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.decision_stream import VIEWER_QUEUE, Viewer
+from gateway.server.websocket import bearer_token
 
 if TYPE_CHECKING:
     from gateway.server.app import Gateway
@@ -284,25 +286,22 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """Exchange the credential in ``Authorization: Bearer`` (sent by the login form's
+    script, as the admin API expects it) for a session cookie."""
     if not _same_origin(request):
         return _json({"error": "cross-origin request refused"}, 403)
-    form = await request.post()
-    token = form.get("token")
-    target = _next_page(str(form.get("next", "")))
-    if not isinstance(token, str) or not token.strip():
-        raise web.HTTPSeeOther(f"/admin/ui/login?error=1&next={quote(target)}")
-    token = token.strip()
-    who = await _who(_with_bearer(request, token))
-    if who is None:
+    who = await _who(request)
+    token = bearer_token(request)
+    if who is None or token is None:
         log(logger, logging.INFO, "admin page login refused", client_address=request.remote)
-        raise web.HTTPSeeOther(f"/admin/ui/login?error=1&next={quote(target)}")
+        return _refusal(request)
     sid = request.app[SESSIONS_KEY].open(token, time.time())
     log(logger, logging.INFO, "admin page login", by=who, client_address=request.remote)
-    response = web.HTTPSeeOther(target)
+    response = _json({"next": _next_page(request.query.get("next"))})
     response.set_cookie(
         COOKIE, sid, max_age=SESSION_TTL_S, path="/admin", httponly=True, samesite="Strict"
     )
-    raise response
+    return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

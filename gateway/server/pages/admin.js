@@ -29,7 +29,7 @@ function el(tag, attrs, ...children) {
     else if (key === 'checked') node.checked = !!value;
     else node.setAttribute(key, value === true ? '' : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : String(child));
   }

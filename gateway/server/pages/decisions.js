@@ -58,6 +58,7 @@ function connect() {
   const query = filterQuery().toString();
   history.replaceState(null, '', location.pathname + (query ? '?' + query : ''));
   setStatus('connecting', false);
+  document.body.dataset.live = '';
   const source = new EventSource('/admin/decisions/stream' + (query ? '?' + query : ''));
   state.source = source;
   source.addEventListener('hello', () => { setStatus('live', true); document.body.dataset.live = '1'; });
