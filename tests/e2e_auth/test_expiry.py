@@ -86,7 +86,7 @@ async def test_v5_reauthentication_keeps_the_session(
     first exp and ends at the second; the AUTH never reaches the broker."""
     gw = make(gateway_factory, idp, upstream_port=relay.port)
     first_exp = exp_in(1)
-    second_exp = first_exp + 2
+    second_exp = first_exp + 1
     fresh = idp.token("renewing", exp=second_exp)
     async with Wire(gw) as c:
         await connected(c, idp.token("renewing", exp=first_exp))
