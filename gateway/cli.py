@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mqttgate: {exc}", file=sys.stderr)
         return 1
+    from gateway.server.workers import role_from_env, supervise
+
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers > 1 and role_from_env() is None:
+        from gateway.server.app import preflight
+
+        problem = preflight(config)
+        if problem is not None:
+            # Found once, said once, before N workers would each say it.
+            print(f"mqttgate: {problem}", file=sys.stderr)
+            return 1
+        argv = ["serve", "--config", args.config]
+        if args.log_level:
+            argv += ["--log-level", args.log_level]
+        return supervise(argv, workers)
     return serve(config, log_level=args.log_level)
 
 
@@ -71,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         default=None,
         help="overrides [logging] level",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes sharing the port (SO_REUSEPORT); default: the number of cores",
     )
     serve.set_defaults(func=_cmd_serve)
 

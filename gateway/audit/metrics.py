@@ -106,6 +106,11 @@ class AuditMetrics:
         if self._otel_latency is not None:
             self._otel_latency.record(seconds, {"action": action})
 
+    def decisions_counted(self, action: str, verdict: str, n: int) -> None:
+        """Decisions counted in bulk, without latency (the session's quiet allows)."""
+        key = (action, verdict)
+        self.decisions[key] = self.decisions.get(key, 0) + n
+
     def audit_records_dropped(self, n: int) -> None:
         self.audit_dropped += n
 

@@ -165,6 +165,12 @@ class AuditPipeline:
             )
             self._writer.submit(rec, span)
 
+    @property
+    def wants_allow_records(self) -> bool:
+        """Whether an allowed decision must become a record (log line or sampled span);
+        when not, the data path only counts allows."""
+        return self.config.log_file is not None or (self._tracing and self._ratio > 0.0)
+
     def prometheus_text(self) -> bytes:
         return self.metrics.prometheus_text()
 

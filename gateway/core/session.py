@@ -149,6 +149,11 @@ class Session:
         # retain): a hot topic costs one dict lookup. Cleared when the policy or the
         # identity changes; bounded by clearing when full (topics are usually few).
         self._decisions: dict[tuple[str, str, int, bool], PolicyDecision] = {}
+        # When nothing records allowed decisions (no audit log, no sampled allow spans,
+        # no live viewer) the shell sets this: allows are then only counted, here, and
+        # the shell adds the counts to its metrics (issue 7: no per-message allocation).
+        self.quiet_allows = False
+        self.allowed_counts: dict[str, int] = {}
         self.subscriptions = SubscriptionBook()
         self.mount: TopicMount | None = None
         self._client_aliases = TopicAliases(settings.topic_alias_maximum)
@@ -1070,6 +1075,9 @@ class Session:
         d: PolicyDecision,
         **extra: object,
     ) -> None:
+        if self.quiet_allows and d.verdict == "allow":
+            self.allowed_counts[action] = self.allowed_counts.get(action, 0) + 1
+            return
         attributes: dict[str, object] = {
             "client_id": self.client_id,
             "topic": topic,

@@ -52,8 +52,14 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the gateway's metrics."""
     gateway = request.app[GATEWAY_KEY]
+    if request.query.get("local"):
+        body = gateway.audit_pipeline.prometheus_text()
+    else:
+        from gateway.server.fleet_admin import fleet_metrics
+
+        body = await fleet_metrics(gateway)
     return web.Response(
-        body=gateway.audit_pipeline.prometheus_text(),
+        body=body,
         headers={"Content-Type": PROMETHEUS_CONTENT_TYPE},
     )
 

@@ -132,6 +132,7 @@ async def put_policy(request: web.Request, who: str) -> web.Response:
     except PolicyError as exc:
         return _problem(422, "invalid policy", problems=[p.as_dict() for p in exc.problems])
     revoked = await gw.activate_policy(policy, text, cause=f"admin_api:{who}", persist=True)
+    await _tell_peers_to_reload(gw, request)
     log(logger, logging.INFO, "policy updated", by=who, version=policy.version, revoked=revoked)
     return _json(
         {
@@ -148,6 +149,7 @@ async def rollback_policy(request: web.Request, who: str) -> web.Response:
         return _problem(409, "no previous policy to roll back to")
     policy, text = gw.previous_policy, gw.previous_policy_text
     revoked = await gw.activate_policy(policy, text, cause=f"rollback:{who}", persist=True)
+    await _tell_peers_to_reload(gw, request)
     log(logger, logging.INFO, "policy rolled back", by=who, version=policy.version)
     return _json({"version": policy.version, "revoked_subscriptions": revoked})
 
@@ -177,7 +179,30 @@ async def simulate(request: web.Request, who: str) -> web.Response:
 
 async def list_sessions(request: web.Request, who: str) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    return _json([conn.describe() for conn in gw.connections])
+    own = [conn.describe() | {"worker": gw.role.index if gw.role else 0} for conn in gw.connections]
+    if request.query.get("local"):
+        return _json(own)
+    from gateway.server.fleet_admin import fleet_sessions
+
+    return _json(own + await fleet_sessions(gw, _auth_header(request)))
+
+
+def _auth_header(request: web.Request) -> dict[str, str]:
+    value = request.headers.get("Authorization")
+    return {"Authorization": value} if value else {}
+
+
+async def reload_policy(request: web.Request, who: str) -> web.Response:
+    """The leader worker asks the others to read the policy file now."""
+    gw = request.app[GATEWAY_KEY]
+    ok = await gw.reload_policy(f"leader:{who}")
+    return _json({"version": gw.policy.version}, 200 if ok else 500)
+
+
+async def _tell_peers_to_reload(gw: Gateway, request: web.Request) -> None:
+    from gateway.server.fleet_admin import ask_peers
+
+    await ask_peers(gw, "POST", "/admin/policy/reload", _auth_header(request))
 
 
 async def delete_session(request: web.Request, who: str) -> web.Response:
@@ -187,6 +212,14 @@ async def delete_session(request: web.Request, who: str) -> web.Response:
         if target in (conn.id, conn.session.client_id):
             log(logger, logging.INFO, "session disconnected by admin", by=who, session=conn.id)
             await conn.kick()
+            return web.Response(status=204)
+    if not request.query.get("local"):
+        from gateway.server.fleet_admin import ask_peers
+
+        answers = await ask_peers(
+            gw, "DELETE", f"/admin/sessions/{target}?local=1", _auth_header(request)
+        )
+        if any(a is not None and a[0] == 204 for a in answers):
             return web.Response(status=204)
     return _problem(404, "no such session")
 
@@ -199,6 +232,7 @@ def add_admin_api(app: web.Application, gateway: Gateway) -> None:
     app.router.add_get("/admin/policy", _guarded(get_policy))
     app.router.add_put("/admin/policy", _guarded(put_policy))
     app.router.add_post("/admin/policy/rollback", _guarded(rollback_policy))
+    app.router.add_post("/admin/policy/reload", _guarded(reload_policy))
     app.router.add_post("/admin/simulate", _guarded(simulate))
     app.router.add_get("/admin/sessions", _guarded(list_sessions))
     app.router.add_delete("/admin/sessions/{id}", _guarded(delete_session))

@@ -30,6 +30,7 @@ from gateway.server.connection import ClientConnection
 from gateway.server.decision_stream import DecisionStream
 from gateway.server.tenancy import TenantPolicies
 from gateway.server.websocket import websocket_handler
+from gateway.server.workers import WorkerRole, role_from_env
 from gateway.tls import reload_cert_chain, server_context, upstream_context
 
 logger = logging.getLogger("mqttgate")
@@ -75,7 +76,8 @@ class Gateway:
         self.connections: set[ClientConnection] = set()
         self.per_address: collections.Counter[str] = collections.Counter()
         self.audit_pipeline = AuditPipeline(config.audit)
-        self.decision_stream = DecisionStream()
+        self.decision_stream = DecisionStream(on_change=self.viewers_changed)
+        self.role: WorkerRole | None = role_from_env()
         self.tenants = TenantPolicies(config) if config.tenancy.enabled else None
         self.accepting = True
         self.upstream_ok: bool | None = None
@@ -88,6 +90,15 @@ class Gateway:
 
     def note_upstream(self, ok: bool) -> None:
         self.upstream_ok = ok
+
+    def allow_records_wanted(self) -> bool:
+        """Whether sessions must report allowed decisions one by one."""
+        return self.audit_pipeline.wants_allow_records or bool(self.decision_stream.viewers)
+
+    def viewers_changed(self) -> None:
+        quiet = not self.allow_records_wanted()
+        for conn in self.connections:
+            conn.session.quiet_allows = quiet
 
     def audit(self, conn: ClientConnection, event: AuditEvent) -> None:
         """One session event to the audit pipeline (spans, log, metrics) and, for
@@ -272,7 +283,14 @@ class Gateway:
         lst = self.config.listener
         runner = web.AppRunner(self.client_app(), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, lst.host, lst.port, ssl_context=self.ssl_context, backlog=1024)
+        site = web.TCPSite(
+            runner,
+            lst.host,
+            lst.port,
+            ssl_context=self.ssl_context,
+            backlog=1024,
+            reuse_port=self.role is not None,
+        )
         await site.start()
         self._runners.append(runner)
         self.port = _bound_port(site)
@@ -280,7 +298,11 @@ class Gateway:
             adm = self.config.admin
             admin_runner = web.AppRunner(self.admin_app(), access_log=None, handle_signals=False)
             await admin_runner.setup()
-            admin_site = web.TCPSite(admin_runner, adm.host, adm.port)
+            if self.role is None or self.role.leader:
+                admin_site = web.TCPSite(admin_runner, adm.host, adm.port)
+            else:
+                # Followers' admin listeners are for the leader only: loopback.
+                admin_site = web.TCPSite(admin_runner, "127.0.0.1", self.role.admin_port(adm.port))
             await admin_site.start()
             self._runners.append(admin_runner)
             self.admin_port = _bound_port(admin_site)
@@ -420,6 +442,18 @@ async def run_until_signalled(gateway: Gateway) -> None:
     await stop.wait()
     log(logger, logging.INFO, "shutting down", connections=len(gateway.connections))
     await gateway.stop()
+
+
+def preflight(config: GatewayConfig) -> str | None:
+    """What would stop a gateway from starting (policy, certificates, auth config), as
+    one line; None when it would start. Builds the objects a worker builds, starts nothing."""
+    from gateway.server.authn_factory import build_authenticator
+
+    try:
+        Gateway(config, build_authenticator(config)).audit_pipeline.shutdown_sync()
+    except (ConfigError, PolicyError, OSError, ssl.SSLError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def serve(config: GatewayConfig, log_level: str | None = None) -> int:

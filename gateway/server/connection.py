@@ -82,6 +82,7 @@ class ClientConnection:
             time.time(),
             gateway.policy,
         )
+        self.session.quiet_allows = not gateway.allow_records_wanted()
         self._on_audit = on_audit
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -179,6 +180,11 @@ class ClientConnection:
 
     async def _apply(self, step: Step) -> None:
         metrics = self.gateway.audit_pipeline.metrics
+        counts = self.session.allowed_counts
+        if counts:
+            for kind, n in counts.items():
+                metrics.decisions_counted(kind, "allow", n)
+            counts.clear()
         up = step.to_upstream
         if up:
             # Coalesced: one write (and one TLS record, upstream) for all that is ready.

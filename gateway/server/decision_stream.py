@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 # A viewer that falls this far behind loses the oldest entries: a page shows the recent
@@ -40,8 +40,11 @@ class Viewer:
 
 
 class DecisionStream:
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self.viewers: set[Viewer] = set()
+        # Called when the first viewer arrives or the last leaves: sessions then start
+        # or stop reporting allowed decisions one by one.
+        self._on_change = on_change
 
     def publish(self, entry: Mapping[str, object]) -> None:
         for v in self.viewers:
@@ -56,7 +59,12 @@ class DecisionStream:
             return None
         v = Viewer()
         self.viewers.add(v)
+        if len(self.viewers) == 1 and self._on_change is not None:
+            self._on_change()
         return v
 
     def close(self, viewer: Viewer) -> None:
+        had = viewer in self.viewers
         self.viewers.discard(viewer)
+        if had and not self.viewers and self._on_change is not None:
+            self._on_change()

@@ -1,0 +1,105 @@
+"""The leader worker speaks for all workers on the admin listener (server/workers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+if TYPE_CHECKING:
+    from gateway.server.app import Gateway
+
+# Peers are on loopback; a peer that does not answer in this time is left out.
+PEER_TIMEOUT_S = 2.0
+
+
+def peer_urls(gateway: Gateway) -> list[str]:
+    role = gateway.role
+    base = gateway.config.admin.port
+    if role is None or not role.leader or role.count < 2 or base == 0:
+        return []
+    return [f"http://127.0.0.1:{port}" for port in role.peer_admin_ports(base)]
+
+
+async def _fetch(
+    session: aiohttp.ClientSession, method: str, url: str, headers: Mapping[str, str]
+) -> tuple[int, bytes] | None:
+    try:
+        async with session.request(method, url, headers=dict(headers)) as resp:
+            return resp.status, await resp.read()
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return None
+
+
+async def ask_peers(
+    gateway: Gateway, method: str, path: str, headers: Mapping[str, str] | None = None
+) -> list[tuple[int, bytes] | None]:
+    urls = peer_urls(gateway)
+    if not urls:
+        return []
+    timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        return list(
+            await asyncio.gather(*(_fetch(session, method, u + path, headers or {}) for u in urls))
+        )
+
+
+def label_worker(text: bytes, worker: int) -> list[tuple[str, str]]:
+    """(family, line) pairs of a Prometheus exposition, samples labelled ``worker``."""
+    out: list[tuple[str, str]] = []
+    family = ""
+    for line in text.decode().splitlines():
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                family = parts[2]
+            out.append((family, line))
+            continue
+        name_end = len(line)
+        for i, ch in enumerate(line):
+            if ch in "{ ":
+                name_end = i
+                break
+        name, rest = line[:name_end], line[name_end:]
+        label = f'worker="{worker}"'
+        if rest.startswith("{"):
+            inner = rest[1:]
+            rest = "{" + label + ("," if not inner.startswith("}") else "") + inner
+        else:
+            rest = "{" + label + "}" + rest
+        out.append((family, name + rest))
+    return out
+
+
+def merge_expositions(texts: list[bytes]) -> bytes:
+    """One exposition from several workers': families kept together, HELP/TYPE once."""
+    families: dict[str, list[str]] = {}
+    for worker, text in enumerate(texts):
+        for family, line in label_worker(text, worker):
+            lines = families.setdefault(family, [])
+            if line.startswith("#") and line in lines:
+                continue
+            lines.append(line)
+    body = "\n".join(line for lines in families.values() for line in lines)
+    return (body + "\n").encode()
+
+
+async def fleet_metrics(gateway: Gateway) -> bytes:
+    own = gateway.audit_pipeline.prometheus_text()
+    if gateway.role is None or gateway.role.count < 2:
+        return own
+    answers = await ask_peers(gateway, "GET", "/metrics?local=1")
+    return merge_expositions([own] + [a[1] for a in answers if a is not None and a[0] == 200])
+
+
+async def fleet_sessions(gateway: Gateway, headers: Mapping[str, str]) -> list[Any]:
+    out: list[Any] = []
+    for answer in await ask_peers(gateway, "GET", "/admin/sessions?local=1", headers):
+        if answer is not None and answer[0] == 200:
+            out.extend(orjson.loads(answer[1]))
+    return out

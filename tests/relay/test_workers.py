@@ -1,0 +1,115 @@
+"""``mqttgate serve --workers 2``: one port, two processes, one admin view, one policy."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway.certs import make_dev_certs
+from tests.support.gateway_thread import write_config
+from tests.support.idp import DevIdp
+from tests.support.mosquitto import Mosquitto, free_port, wait_port
+from tests.support.paho import Client
+from tests.support.spy import BrokerSpy
+
+ADMIN_TOKEN = "workers-admin-" + uuid.uuid4().hex
+POLICY = {
+    "version": "2.0",
+    "default_action": "deny",
+    "rules": [{"id": "w", "topic": "wk/#", "action": "all", "effect": "allow"}],
+}
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        base = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError("no free port pair")
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, r.read()
+
+
+def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
+    certs = tmp_path / "certs"
+    make_dev_certs(certs)
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY))
+    port, admin = free_port(), free_port_pair()
+    cfg = write_config(
+        tmp_path / "g.toml",
+        certs=certs,
+        upstream_port=broker.port,
+        admin='token_env = "MQTTGATE_TEST_WORKERS_TOKEN"',
+        extra=idp.auth_toml() + f'\n[acl]\npolicy = "{policy}"\n',
+    )
+    text = cfg.read_text().replace("port = 0\ncertfile", f"port = {port}\ncertfile", 1)
+    text = text.replace(
+        '[admin]\nhost = "127.0.0.1"\nport = 0', f'[admin]\nhost = "127.0.0.1"\nport = {admin}'
+    )
+    cfg.write_text(text)
+    env = {**__import__("os").environ, "MQTTGATE_TEST_WORKERS_TOKEN": ADMIN_TOKEN}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    clients: list[Client] = []
+    try:
+        wait_port("127.0.0.1", port, 20)
+        wait_port("127.0.0.1", admin, 20)
+        wait_port("127.0.0.1", admin + 1, 20)
+        for i in range(16):
+            c = Client(port, certs / "ca.pem", client_id=f"w{i}", password=idp.token(f"u{i}"))
+            c.connect()
+            c.subscribe("wk/t", 0)
+            clients.append(c)
+        status, body = http("GET", f"http://127.0.0.1:{admin}/admin/sessions")
+        sessions = json.loads(body)
+        assert len(sessions) == 16
+        workers = {s["worker"] for s in sessions}
+        assert workers <= {0, 1}
+        status, metrics = http("GET", f"http://127.0.0.1:{admin}/metrics")
+        assert b'worker="0"' in metrics and b'worker="1"' in metrics
+        # One policy update through the leader reaches every worker's sessions at once.
+        narrowed = {**POLICY, "rules": [{**POLICY["rules"][0], "topic": "other/#"}]}
+        status, _ = http(
+            "PUT", f"http://127.0.0.1:{admin}/admin/policy", json.dumps(narrowed).encode()
+        )
+        assert status == 200
+        with BrokerSpy(broker.port, "$none") as direct:
+            direct.publish("wk/t", b"after", 0)
+            time.sleep(0.5)
+        for c in clients:
+            c.expect_none(0.05)
+    finally:
+        for c in clients:
+            c.c.loop_stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("the supervisor did not stop")
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
