@@ -1,0 +1,234 @@
+"""Every gateway instance follows the signed policy on the control topic (issue 6, item 4).
+
+The instance subscribes (aiomqtt, MQTT 5.0, QoS 1) to the retained control topic, so it
+gets the current policy at every (re)connect and each update as it is published. An
+envelope is applied only if it verifies against a trusted Ed25519 key, holds a valid
+policy whose content version is the one signed, and is not older than the one in force
+(a replayed old envelope is refused as ``stale``). Applying goes through
+``Gateway.activate_policy``, so live subscriptions the new policy refuses are revoked.
+Every accepted or refused envelope is an audit decision with action ``policy_update``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.acl import PolicyError
+from gateway.audit import DecisionRecord
+from gateway.config import read_secret
+from gateway.fleet.config import FleetConfig
+from gateway.fleet.envelope import (
+    EnvelopeRefused,
+    SignedPolicy,
+    key_id,
+    load_public_key,
+    verify_envelope,
+)
+from gateway.logs import log
+
+if TYPE_CHECKING:
+    from gateway.server.app import Gateway
+
+logger = logging.getLogger("mqttgate.fleet")
+
+AUDIT_ACTION = "policy_update"
+INVALID_POLICY = "invalid_policy"
+VERSION_MISMATCH = "version_mismatch"
+STALE = "stale"
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if payload is None:
+        return b""
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return str(payload).encode("utf-8")
+
+
+class FleetPolicySync:
+    """Subscribes to the control topic and applies what verifies."""
+
+    def __init__(self, gateway: Gateway, config: FleetConfig) -> None:
+        self.gateway = gateway
+        self.config = config
+        self.trusted: dict[str, Ed25519PublicKey] = {}
+        for name in config.public_key_files:
+            public = load_public_key(gateway.config.path(name))
+            self.trusted[key_id(public)] = public
+        instance = config.instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.client_id = f"{config.client_id_prefix}{instance}"
+        up = gateway.config.upstream
+        if config.password_env or config.password_file:
+            self._password = read_secret(
+                config.password_env,
+                config.password_file,
+                Path(gateway.config.base_dir),
+                "fleet.password_env",
+                "config",
+            )
+        else:
+            pw = gateway.upstream_password
+            self._password = pw.decode("utf-8") if pw is not None else None
+        self._username = config.username if config.username is not None else up.username
+        self.active: SignedPolicy | None = None
+        self.last_update: float | None = None
+        self.last_error: str | None = None
+        self.connected = False
+        self.applied = 0
+        self.refused = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fleet-policy-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.connected = False
+
+    async def _run(self) -> None:
+        up = self.gateway.config.upstream
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    up.host,
+                    up.port,
+                    username=self._username,
+                    password=self._password,
+                    identifier=self.client_id,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    tls_context=self.gateway.upstream_ssl,
+                    timeout=self.config.connect_timeout_s,
+                    clean_start=True,
+                ) as client:
+                    await client.subscribe(self.config.control_topic, qos=1)
+                    self.connected = True
+                    async for message in client.messages:
+                        await self.handle(_payload_bytes(message.payload))
+            except aiomqtt.MqttError as exc:
+                self.last_error = f"broker: {exc}"
+            except OSError as exc:
+                self.last_error = f"broker: {exc.strerror or exc}"
+            self.connected = False
+            await asyncio.sleep(self.config.reconnect_s)
+
+    # -- one envelope ---------------------------------------------------------------
+
+    async def handle(self, data: bytes) -> bool:
+        """Verify and apply one control-topic message; True when it is in force after."""
+        if not data:
+            return False  # the retained policy was cleared: keep what is in force
+        from gateway.server.admin_api import policy_from_text
+
+        try:
+            signed = verify_envelope(
+                data, self.trusted, now=time.time(), max_skew_s=self.config.max_clock_skew_s
+            )
+        except EnvelopeRefused as exc:
+            self._refuse(exc.reason, str(exc), None)
+            return False
+        active = self.active
+        if active is not None and signed.version == active.version:
+            return True  # the retained copy again, after a reconnect
+        if active is not None and signed.issued_at < active.issued_at:
+            self._refuse(STALE, "older than the policy in force", signed)
+            return False
+        try:
+            policy = policy_from_text(signed.text, f"fleet:{signed.key_id}")
+        except PolicyError as exc:
+            self._refuse(INVALID_POLICY, str(exc).splitlines()[0], signed)
+            return False
+        if policy.version != signed.version:
+            self._refuse(VERSION_MISMATCH, "content does not have the signed version", signed)
+            return False
+        revoked = 0
+        if policy.version != self.gateway.policy.version:
+            revoked = await self.gateway.activate_policy(
+                policy, signed.text, cause=f"fleet:{signed.key_id}", persist=self.config.persist
+            )
+        self.active = signed
+        self.last_update = time.time()
+        self.last_error = None
+        self.applied += 1
+        self._audit("allow", "signed", signed)
+        log(
+            logger,
+            logging.INFO,
+            "fleet policy applied",
+            version=signed.version,
+            key_id=signed.key_id,
+            revoked=revoked,
+        )
+        return True
+
+    def _refuse(self, reason: str, detail: str, signed: SignedPolicy | None) -> None:
+        self.refused += 1
+        self.last_error = f"{reason}: {detail}"
+        self._audit("deny", reason, signed)
+        log(logger, logging.WARNING, "fleet policy refused", reason=reason, detail=detail)
+
+    def _audit(self, verdict: str, reason: str, signed: SignedPolicy | None) -> None:
+        self.gateway.audit_pipeline.decision(
+            DecisionRecord(
+                action=AUDIT_ACTION,
+                topic=self.config.control_topic,
+                verdict="allow" if verdict == "allow" else "deny",
+                reason=reason,
+                policy_version=signed.version if signed is not None else None,
+                client_id=self.client_id,
+                connection_id=f"fleet:{signed.key_id}" if signed is not None else "fleet",
+            )
+        )
+
+    # -- reporting ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: what the fleet put in force, and the last problem."""
+        active = self.active
+        return {
+            "connected": self.connected,
+            "control_topic": self.config.control_topic,
+            "active_version": active.version if active else None,
+            "issued_at": active.issued_at if active else None,
+            "key_id": active.key_id if active else None,
+            "last_update": self.last_update,
+            "last_error": self.last_error,
+            "applied": self.applied,
+            "refused": self.refused,
+        }
+
+    def prometheus_text(self) -> str:
+        """Lines to append to /metrics (Prometheus text format 0.0.4)."""
+        active = self.active
+        lines = [
+            "# HELP mqttgate_fleet_connected Whether the control-topic subscription is up.",
+            "# TYPE mqttgate_fleet_connected gauge",
+            f"mqttgate_fleet_connected {int(self.connected)}",
+            "# HELP mqttgate_fleet_policy_updates_total Control-topic envelopes by outcome.",
+            "# TYPE mqttgate_fleet_policy_updates_total counter",
+            f'mqttgate_fleet_policy_updates_total{{outcome="applied"}} {self.applied}',
+            f'mqttgate_fleet_policy_updates_total{{outcome="refused"}} {self.refused}',
+            "# HELP mqttgate_fleet_policy_info The policy version applied from the fleet.",
+            "# TYPE mqttgate_fleet_policy_info gauge",
+        ]
+        if active is not None:
+            lines.append(
+                f'mqttgate_fleet_policy_info{{version="{active.version}",'
+                f'key_id="{active.key_id}"}} 1'
+            )
+        return "\n".join(lines) + "\n"
