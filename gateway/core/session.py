@@ -625,6 +625,13 @@ class Session:
 
     def _client_auth(self, packet: Auth, step: Step) -> None:
         """MQTT 5 spec 4.12.1: re-authentication, answered by the gateway itself."""
+        assert self.connect is not None
+        if self.connect.properties.get(PropertyId.AUTHENTICATION_METHOD) is None:
+            # [MQTT-4.12.0-6]: without an Authentication Method in CONNECT there is no AUTH
+            # exchange at all; the client's AUTH is a Protocol Error.
+            self._audit(step, "reauth", "deny", "no_authentication_method")
+            self._disconnect_client(step, ReasonCode.PROTOCOL_ERROR, "no_authentication_method")
+            return
         method = packet.properties.get(PropertyId.AUTHENTICATION_METHOD)
         if method != JWT_AUTH_METHOD:
             # MQTT 5 spec 4.12.1 [MQTT-4.12.1-1]: re-authentication must use the method of

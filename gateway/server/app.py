@@ -91,6 +91,14 @@ class Gateway:
     def note_upstream(self, ok: bool) -> None:
         self.upstream_ok = ok
 
+    def upgrade_refused(self, reason: str, remote: str | None) -> None:
+        """A token on the WebSocket upgrade was refused (HTTP 401/429/503): audited and
+        counted like a refused CONNECT, so a brute force through headers shows."""
+        self.audit_pipeline.metrics.auth_failure(reason)
+        self.audit_pipeline.connection(
+            ConnectionRecord(outcome="deny", reason=reason, client_address=remote, kind="upgrade")
+        )
+
     def allow_records_wanted(self) -> bool:
         """Whether sessions must report allowed decisions one by one."""
         return self.audit_pipeline.wants_allow_records or bool(self.decision_stream.viewers)

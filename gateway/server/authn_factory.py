@@ -65,7 +65,11 @@ class GatewayAuthenticator:
         except ClientIdRefused as exc:
             return AuthOutcome(False, exc.reason.value, None, None, exc.connack_v5, exc.connack_v3)
         return AuthOutcome(
-            True, "authenticated", result.identity, upstream_id, issuer=result.issuer
+            True,
+            "authenticated",
+            self._with_leeway(result.identity),
+            upstream_id,
+            issuer=result.issuer,
         )
 
     async def reauthenticate(self, identity: Identity, token: str) -> AuthOutcome:

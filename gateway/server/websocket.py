@@ -93,6 +93,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         refusal = await gateway.authenticator.check_upgrade(header_token, query_token, remote)
         if refusal is not None:
             status, reason = refusal
+            gateway.upgrade_refused(reason, remote)
             return _refuse(status, reason, remote)
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,

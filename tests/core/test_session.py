@@ -266,8 +266,16 @@ def test_token_expiry_disconnects_v5() -> None:
     assert step.close is not None
 
 
+JWT_METHOD = Properties([(PropertyId.AUTHENTICATION_METHOD, "jwt")])
+
+
+def jwt_connected() -> Session:
+    s, _ = connected(5, Connect("c1", protocol_level=5, keep_alive=0, properties=JWT_METHOD))
+    return s
+
+
 def test_reauthentication_rearms_expiry_and_is_not_forwarded() -> None:
-    s, _ = connected(5)
+    s = jwt_connected()
     auth = Auth(
         0x19,
         Properties(
@@ -285,8 +293,21 @@ def test_reauthentication_rearms_expiry_and_is_not_forwarded() -> None:
     assert s.handle_timer(NOW + 3601).close is None
 
 
+def test_auth_without_method_in_connect_is_protocol_error() -> None:
+    s, _ = connected(5)  # CONNECT named no Authentication Method: [MQTT-4.12.0-6]
+    auth = Auth(
+        0x19,
+        Properties(
+            [(PropertyId.AUTHENTICATION_METHOD, "jwt"), (PropertyId.AUTHENTICATION_DATA, b"fresh")]
+        ),
+    )
+    step = s.receive_from_client(encode(auth, 5))
+    assert decode_all(step.to_client, 5) == [Disconnect(0x82)]
+    assert step.to_upstream == [] and step.close is not None
+
+
 def test_failed_reauthentication_disconnects() -> None:
-    s, _ = connected(5)
+    s = jwt_connected()
     auth = Auth(
         0x19,
         Properties(

@@ -54,7 +54,9 @@ ALICE = Identity.from_values({"user_id": "alice", "role": ["dev"]})
 
 def session(level: int = 5, pol: object = BASE) -> Session:
     s = Session(SETTINGS, NOW, pol)  # type: ignore[arg-type]
-    s.receive_from_client(encode(Connect("c1", protocol_level=level), level))
+    method = Properties([(PropertyId.AUTHENTICATION_METHOD, "jwt")]) if level == 5 else None
+    connect = Connect("c1", protocol_level=level, properties=method or Properties.EMPTY)
+    s.receive_from_client(encode(connect, level))
     s.auth_succeeded(ALICE, "alice:c1")
     s.upstream_connected()
     s.receive_from_upstream(encode(Connack(False, 0), level))

@@ -132,14 +132,6 @@ async def test_v5_no_authentication_method_in_connack_without_one_in_connect(
         await connected(c, idp.token("pw"), via_data=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: after a CONNECT without Authentication Method (token in the password) "
-    "the gateway answers AUTH 0x19 with AUTH 0x00, which [MQTT-4.12.0-6] forbids (the server "
-    "MUST NOT send AUTH then; the client's AUTH breaks [MQTT-4.12.0-7]): core/session.py "
-    "_client_auth does not check that CONNECT named the method; expected DISCONNECT 0x82 "
-    "(MQTT.js since the GHSA-fwrw-4mhv-wxvm fix drops a connection on such an AUTH)",
-)
 async def test_v5_reauthentication_without_method_in_connect_is_a_protocol_error(
     gateway_factory: GatewayFactory, idp: DevIdp, relay: SplitRelay
 ) -> None:
@@ -208,14 +200,6 @@ async def test_v5_reauthentication_with_other_method_is_a_protocol_error(
         await c.expect_closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: a token whose exp passed less than leeway_s (default 30 s) ago "
-    "verifies, so the gateway opens the broker connection and answers CONNACK 0x00, then "
-    "ends the session at once with DISCONNECT 0xA0 (the will fires): after a CONNECT the "
-    "timer uses exp without the leeway (server/authn_factory.py adds it on re-authentication "
-    "only). It should keep the session until exp + leeway (or refuse with 0x86)",
-)
 async def test_token_inside_leeway_is_not_accepted_then_dropped(
     gateway_factory: GatewayFactory, idp: DevIdp
 ) -> None:
@@ -248,17 +232,10 @@ def test_paho_sees_the_expiry(gateway_factory: GatewayFactory, idp: DevIdp, vers
     c.c.loop_stop()
 
 
-LEEWAY_BUG = (
-    "gateway bug: after a CONNECT the session ends at exp, not at exp + leeway_s: "
-    "server/authn_factory.py applies _with_leeway to re-authentication only, not to "
-    "authenticate(), so the two paths disagree"
-)
-
-
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param("connect", marks=pytest.mark.xfail(strict=True, reason=LEEWAY_BUG)),
+        "connect",
         "reauth",
     ],
 )
