@@ -156,3 +156,51 @@ def test_verdicts_agree_with_oracle_and_reference(
         if action == "subscribe" and "#" not in target and "+" not in target:
             delivery = cached.authorize_delivery(identity, "/".join(target), qos, share_group=group)
             assert _summary(delivery) == expected
+
+
+@st.composite
+def repeated_variable_policies(draw: st.DrawFn) -> dict[str, Any]:
+    """Rules where one multi-valued variable fills several levels (and the share group)."""
+    levels = ("{user_id}", "x-{user_id}", "a", "+")
+    out = []
+    for i in range(draw(st.integers(1, 3))):
+        r = draw(rules(i))
+        r["topic"] = "/".join(draw(filters(levels, 2)))
+        out.append(r)
+    return {"version": "2.0", "default_action": draw(st.sampled_from(["allow", "deny"])),
+            "rules": out}  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    repeated_variable_policies(),
+    st.sampled_from([["a", "b"], ["a", "x-b", "b"], "a"]),
+    st.lists(st.sampled_from(["a", "b", "x-a", "x-b", "z"]), min_size=1, max_size=2),
+    st.sampled_from([None, "a", "b", "g"]),
+)
+def test_repeated_multi_valued_variables_agree_with_oracle(
+    doc: dict[str, Any], user_id: Any, topic: list[str], group: str | None
+) -> None:
+    identity = Identity.from_values({"user_id": user_id})
+    p = compile_policy(doc, decision_cache_size=0)
+    target = tuple(topic)
+    for req in (("publish", target, 1, False, None), ("subscribe", target, 1, False, group)):
+        assert _summary(_ask(p, identity, req)) == oracle_decide(doc, identity, *req)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies())
+def test_never_effective_lint_finds_exactly_the_overridden_pairs(doc: dict[str, Any]) -> None:
+    from gateway.acl.document import check_document
+    from gateway.acl.lint import always_overrides
+
+    document, problems = check_document(doc)
+    assert document is not None
+    flagged = {p.pointer for p in problems if p.code == "never_effective"}
+    rules_ = document.rules
+    brute = {
+        f"/rules/{a.index}/topic"
+        for a in rules_
+        if a.effect == "allow" and any(always_overrides(d, a) for d in rules_ if d.effect == "deny")
+    }
+    assert flagged == brute
