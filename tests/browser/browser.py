@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import queue
 import shutil
 import subprocess
@@ -67,13 +68,15 @@ class Browser:
             "args": [*CHROMIUM_FLAGS, f"--ignore-certificate-errors-spki-list={trust_spki}"],
         }
         self._log = log.open("w")
+        node = shutil.which("node")
+        assert node is not None, missing_platform()
         self._proc = subprocess.Popen(
-            ["node", str(DRIVER), json.dumps(options)],
+            [node, str(DRIVER), json.dumps(options)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd=WEB_DIR,
-            env={"MQTTGATE_WEB_DIR": str(WEB_DIR), "PATH": "/usr/bin:/bin"},
+            env={**os.environ, "MQTTGATE_WEB_DIR": str(WEB_DIR)},
             text=True,
         )
         self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()

@@ -18,6 +18,7 @@ from tests.browser.browser import Page
 from tests.browser.conftest import AdminGateway, PageUnderTest
 from tests.browser.static_server import StaticServer
 from tests.support.gateway_thread import GatewayThread
+from tests.support.idp import DevIdp
 from tests.support.mosquitto import Mosquitto
 from tests.support.spy import BrokerSpy
 
@@ -130,9 +131,12 @@ def test_foreign_origin_refused_before_the_upgrade(
 
 
 def test_reauthentication_keeps_the_session_alive(
-    admin_gateway: AdminGateway, static_server: StaticServer, page: Page
+    admin_gateway: AdminGateway, static_server: StaticServer, page: Page, idp: DevIdp
 ) -> None:
-    gw = admin_gateway(POLICY)
+    # Leeway 0: a session ends at its token's exp (plus the leeway otherwise).
+    gw = admin_gateway(
+        POLICY, auth=idp.auth_toml().replace("[auth]\n", "[auth]\nleeway_s = 0\n", 1)
+    )
     u = user()
     first = gw.idp.token(u, ttl_s=4)
     expires = time.time() + 4
