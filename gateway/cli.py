@@ -15,6 +15,7 @@ from gateway.acl import cli as acl_cli
 from gateway.admin_client import add_admin_client_commands
 from gateway.auth import cli as auth_cli
 from gateway.config import ConfigError, effective_config, load_config
+from gateway.protection.cli import add_protection_commands, add_purge_command
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     acl_cli.add_commands(sub)
     add_admin_client_commands(_subcommands(sub.choices["acl"]))
     auth_cli.add_commands(sub)
+    add_protection_commands(_subcommands(sub.choices["keys"]))
+    add_purge_command(sub)
     return parser
 
 

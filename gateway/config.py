@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig
 from gateway.configload import ConfigError, dump_dataclass, load_dataclass, secret
+from gateway.protection.config import ProtectionConfig
 
 # MQTT 5 spec 2.1.4: the remaining length is at most 268,435,455 bytes. 1 MiB plus
 # headers is the default because browsers and agents send small messages and a large
@@ -235,6 +236,7 @@ class GatewayConfig:
     acl: AclConfig = field(default_factory=AclConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     tenancy: TenancyConfig = field(default_factory=TenancyConfig)
+    protection: ProtectionConfig = field(default_factory=ProtectionConfig)
     # Relative paths in the file are relative to the working directory the gateway
     # starts in (as in the container image: WORKDIR /app, config/ and certs/ beside).
     base_dir: str = field(default=".", metadata={"internal": True})

@@ -56,7 +56,32 @@ class AuditEvent:
     attributes: Mapping[str, object] = field(default_factory=dict)
 
 
-Action = Authenticate | Reauthenticate | OpenUpstream | Close | AuditEvent
+@dataclass(frozen=True, slots=True)
+class RetainedStored:
+    """A retained message with a TTL went upstream: the retention sweeper clears it later
+    (issue 10, item 2). ``topic`` is the broker-side name."""
+
+    topic: str
+    org: str | None
+    ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedCleared:
+    """An empty retained publish went upstream: nothing is left to sweep there."""
+
+    topic: str
+
+
+Action = (
+    Authenticate
+    | Reauthenticate
+    | OpenUpstream
+    | Close
+    | AuditEvent
+    | RetainedStored
+    | RetainedCleared
+)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,8 @@ from gateway.core.outputs import (
     Close,
     OpenUpstream,
     Reauthenticate,
+    RetainedCleared,
+    RetainedStored,
     Step,
 )
 from gateway.core.ratelimit import TokenBucket
@@ -62,8 +64,11 @@ from gateway.mqtt.packets import (
     Subscription,
     Unsuback,
     Unsubscribe,
+    Will,
 )
 from gateway.mqtt.properties import Properties
+from gateway.protection.protector import OpenFailure, SealFailure
+from gateway.protection.publish import DataProtection
 
 # The authentication method a v5 client names to carry its JWT in CONNECT's
 # Authentication Data or to re-authenticate with AUTH 0x19 (MQTT 5 spec 4.12).
@@ -156,6 +161,10 @@ class Session:
         self.allowed_counts: dict[str, int] = {}
         self.subscriptions = SubscriptionBook()
         self.mount: TopicMount | None = None
+        self.org: str | None = None
+        # Payload encryption and retention by TTL (issue 10), shared by all sessions.
+        self.protection: DataProtection | None = None
+        self._sealed_will: Will | None = None
         self._client_aliases = TopicAliases(settings.topic_alias_maximum)
         # The broker is told the client accepts no aliases (upstream CONNECT); if it
         # sends some anyway they are resolved, up to the same bound.
@@ -240,6 +249,7 @@ class Session:
         *,
         policy: Policy | None = None,
         mount: TopicMount | None = None,
+        org: str | None = None,
     ) -> Step:
         """The shell verified the credentials of the CONNECT.
 
@@ -254,6 +264,7 @@ class Session:
             self.policy = policy
         self._decisions.clear()
         self.mount = mount
+        self.org = org
         self.identity = identity.with_client_id(self.client_id)
         self.upstream_client_id = upstream_client_id
         self._expires_at = identity.expires_at
@@ -269,9 +280,35 @@ class Session:
                     step, ReasonCode.NOT_AUTHORIZED, ConnackV3.NOT_AUTHORIZED, "will_denied"
                 )
                 return step
+            problem = self._protect_will(will)
+            if problem is not None:
+                self._audit(step, "connect", "deny", "will_" + problem)
+                self._refuse_connect(
+                    step, ReasonCode.UNSPECIFIED_ERROR, ConnackV3.SERVER_UNAVAILABLE, problem
+                )
+                return step
         self.state = SessionState.OPENING_UPSTREAM
         step.actions.append(OpenUpstream())
         return step
+
+    def _protect_will(self, will: Will) -> str | None:
+        """The will as the broker will store it: mounted, sealed when its topic is
+        encrypted. Returns why it cannot be sealed, if it cannot."""
+        topic = self.mount.topic_up(will.topic) if self.mount is not None else will.topic
+        props = will.properties
+        if self.mount is not None:
+            props = _mount_response_topic(props, self.mount.topic_up)
+        payload = will.payload
+        dp = self.protection
+        if dp is not None and payload and dp.protector.applies(topic):
+            sealed = dp.protector.seal(topic, payload, props, self.org)
+            if isinstance(sealed, SealFailure):
+                return sealed.reason
+            payload, props = sealed
+        self._sealed_will = dataclasses.replace(
+            will, topic=topic, payload=payload, properties=props
+        )
+        return None
 
     def policy_changed(self, policy: Policy) -> Step:
         """A new policy: new decisions use it, and subscriptions it refuses are revoked."""
@@ -540,13 +577,7 @@ class Session:
         username = self.settings.upstream_username
         if username is None:
             password = None  # MQTT 3.1.1 spec 3.1.2.9: no password without a user name
-        will = connect.will
-        if will is not None and self.mount is not None:
-            will = dataclasses.replace(
-                will,
-                topic=self.mount.topic_up(will.topic),
-                properties=_mount_response_topic(will.properties, self.mount.topic_up),
-            )
+        will = self._sealed_will if connect.will is not None else None
         return dataclasses.replace(
             connect,
             keep_alive=self._keep_alive_s,
@@ -697,12 +728,18 @@ class Session:
             decision_ns=perf_counter_ns() - t0,
         )
         if d.allowed:
-            if self.mount is not None:
+            dp = self.protection
+            broker_topic = self.mount.topic_up(topic) if self.mount is not None else topic
+            if dp is not None and (
+                dp.protector.applies(broker_topic)
+                or (packet.retain and dp.retention.ttl_for(broker_topic) is not None)
+            ):
+                if not self._protected_publish(packet, broker_topic, step):
+                    return
+            elif self.mount is not None:
                 props = packet.properties.without(PropertyId.TOPIC_ALIAS)
                 props = _mount_response_topic(props, self.mount.topic_up)
-                out = dataclasses.replace(
-                    packet, topic=self.mount.topic_up(topic), properties=props
-                )
+                out = dataclasses.replace(packet, topic=broker_topic, properties=props)
                 step.to_upstream.append(encode(out, self._level()))
             elif isinstance(alias, int):
                 # Forwarded with its full topic and no alias: the broker's map stays empty.
@@ -715,6 +752,27 @@ class Session:
                 self._inflight.add(packet.packet_id)
             return
         self._refuse_publish(packet, step, d)
+
+    def _protected_publish(self, packet: Publish, broker_topic: str, step: Step) -> bool:
+        """Seal and bound the lifetime of an allowed PUBLISH (issue 10); False when it is
+        refused instead (no key to seal with: nothing goes upstream in clear)."""
+        assert self.protection is not None
+        props = packet.properties.without(PropertyId.TOPIC_ALIAS)
+        if self.mount is not None:
+            props = _mount_response_topic(props, self.mount.topic_up)
+        out = dataclasses.replace(packet, topic=broker_topic, properties=props)
+        result = self.protection.to_upstream(out, self.org, self._level())
+        if isinstance(result, SealFailure):
+            d = self._limit_decision("seal_" + result.reason)
+            self._audit_decision(step, "publish", packet.topic, packet.qos, packet.retain, d)
+            self._refuse_publish(packet, step, d, ReasonCode.UNSPECIFIED_ERROR)
+            return False
+        step.to_upstream.append(encode(result.publish, self._level()))
+        if result.retained_ttl_s is not None:
+            step.actions.append(RetainedStored(broker_topic, self.org, result.retained_ttl_s))
+        elif result.clears_retained:
+            step.actions.append(RetainedCleared(broker_topic))
+        return True
 
     def _within_rates(self, raw: RawPacket, packet: Publish, step: Step) -> bool:
         """Message and byte rates, and the in-flight window (issue 9, item 3)."""
@@ -945,6 +1003,16 @@ class Session:
                 return
             topic = resolved
         assert self.identity is not None
+        dp = self.protection
+        opened: Publish | None = None
+        if dp is not None and dp.protector.applies(topic):
+            result = dp.to_client(dataclasses.replace(packet, topic=topic), self.org)
+            if isinstance(result, OpenFailure):
+                # Never passed on as garbage: dropped, acknowledged, audited.
+                self._audit(step, "delivery", "deny", "decrypt_" + result.reason, topic=topic)
+                self._ack_refused_delivery(packet, step)
+                return
+            opened = result
         if self.mount is not None:
             inside = self.mount.topic_down(topic)
             if inside is None:
@@ -972,10 +1040,12 @@ class Session:
         )
         level = self._level()
         if d.allowed:
-            if self.mount is not None:
-                props = packet.properties.without(PropertyId.TOPIC_ALIAS)
-                props = _mount_response_topic(props, self.mount.topic_down)
-                out = dataclasses.replace(packet, topic=topic, properties=props)
+            if opened is not None or self.mount is not None:
+                base = opened if opened is not None else packet
+                props = base.properties.without(PropertyId.TOPIC_ALIAS)
+                if self.mount is not None:
+                    props = _mount_response_topic(props, self.mount.topic_down)
+                out = dataclasses.replace(base, topic=topic, properties=props)
                 step.to_client.append(encode(out, level))
             elif isinstance(alias, int):
                 props = packet.properties.without(PropertyId.TOPIC_ALIAS)

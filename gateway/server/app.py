@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,6 +31,10 @@ from gateway.server.decision_stream import DecisionStream
 from gateway.server.tenancy import TenantPolicies
 from gateway.server.websocket import websocket_handler
 from gateway.server.workers import WorkerRole, role_from_env
+
+if TYPE_CHECKING:
+    from gateway.protection.publish import DataProtection
+    from gateway.protection.sweeper import RetentionSweeper
 from gateway.tls import reload_cert_chain, server_context, upstream_context
 
 logger = logging.getLogger("mqttgate")
@@ -78,6 +82,8 @@ class Gateway:
         self.audit_pipeline = AuditPipeline(config.audit)
         self.decision_stream = DecisionStream(on_change=self.viewers_changed)
         self.role: WorkerRole | None = role_from_env()
+        self.protection = _build_protection(config)
+        self.sweeper = _build_sweeper(config, self.upstream_password, self.upstream_ssl)
         self.tenants = TenantPolicies(config) if config.tenancy.enabled else None
         self.accepting = True
         self.upstream_ok: bool | None = None
@@ -286,6 +292,8 @@ class Gateway:
     async def start(self) -> None:
         self.audit_pipeline.start()
         await self.authenticator.start()
+        if self.sweeper is not None:
+            await self.sweeper.start()
         if self.config.acl.watch:
             self._watch_task = asyncio.create_task(self._watch_policy())
         lst = self.config.listener
@@ -386,6 +394,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         await self.authenticator.close()
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         # Last: every decision made during the drain is in the log and exported.
         await self.audit_pipeline.shutdown()
 
@@ -450,6 +460,40 @@ async def run_until_signalled(gateway: Gateway) -> None:
     await stop.wait()
     log(logger, logging.INFO, "shutting down", connections=len(gateway.connections))
     await gateway.stop()
+
+
+def _build_protection(config: GatewayConfig) -> DataProtection | None:
+    """Encryption and retention when configured (issue 10); None costs nothing per message."""
+    prot = config.protection
+    if not prot.encrypt and not prot.retain:
+        return None
+    from gateway.protection.keyring import load_keyring
+    from gateway.protection.publish import DataProtection
+
+    return DataProtection(prot, load_keyring(prot, config.base_dir, "[protection]"))
+
+
+def _build_sweeper(
+    config: GatewayConfig, password: bytes | None, tls: ssl.SSLContext | None
+) -> RetentionSweeper | None:
+    """The retention sweeper clears expired retained messages as the gateway's own
+    client (its upstream credentials); only needed when TTLs are configured."""
+    if not config.protection.retain:
+        return None
+    from gateway.protection.broker import BrokerParams
+    from gateway.protection.sweeper import RetentionSweeper
+
+    up = config.upstream
+    params = BrokerParams(
+        host=up.host,
+        port=up.port,
+        username=up.username,
+        password=password.decode() if password else None,
+        tls_context=tls,
+    )
+    db = config.path(config.protection.sweeper_db)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return RetentionSweeper(db, params, interval_s=config.protection.sweep_interval_s)
 
 
 def preflight(config: GatewayConfig) -> str | None:

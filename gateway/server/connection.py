@@ -29,6 +29,8 @@ from gateway.core.outputs import (
     Close,
     OpenUpstream,
     Reauthenticate,
+    RetainedCleared,
+    RetainedStored,
     Step,
 )
 from gateway.core.session import Session, SessionSettings, SessionState
@@ -83,6 +85,7 @@ class ClientConnection:
             gateway.policy,
         )
         self.session.quiet_allows = not gateway.allow_records_wanted()
+        self.session.protection = gateway.protection
         self._on_audit = on_audit
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -207,6 +210,12 @@ class ClientConnection:
                 await self._open_upstream()
             elif isinstance(action, Reauthenticate):
                 await self._reauthenticate(action)
+            elif isinstance(action, RetainedStored):
+                if self.gateway.sweeper is not None:
+                    self.gateway.sweeper.record(action.topic, action.org, action.ttl_s)
+            elif isinstance(action, RetainedCleared):
+                if self.gateway.sweeper is not None:
+                    self.gateway.sweeper.forget(action.topic)
             elif isinstance(action, Close):
                 self._close = action
                 self._closed.set()
@@ -275,6 +284,7 @@ class ClientConnection:
                     place.upstream_client_id,
                     policy=place.policy,
                     mount=place.mount,
+                    org=place.org,
                 )
             await self._apply(step)
         else:

@@ -1,0 +1,125 @@
+"""Encryption at rest and retention through the gateway, end to end (issue 10)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GatewayFactory
+from tests.support.gateway_thread import GatewayThread
+from tests.support.mosquitto import Mosquitto
+from tests.support.paho import v5_props
+from tests.support.spy import BrokerSpy
+
+VERSIONS = [pytest.param(4, id="v311"), pytest.param(5, id="v5")]
+
+
+@pytest.fixture
+def gw(gateway_factory: GatewayFactory, tmp_path: Path) -> GatewayThread:
+    key = tmp_path / "k1.key"
+    key.write_text(base64.b64encode(os.urandom(32)).decode())
+    return gateway_factory(
+        extra=f"""
+[protection]
+sweeper_db = "{tmp_path / "retention.sqlite"}"
+sweep_interval_s = 0.2
+
+[[protection.encrypt]]
+topics = ["vault/#"]
+
+[[protection.keys]]
+id = "k1"
+key_file = "{key}"
+
+[[protection.retain]]
+topics = ["ephemeral/#"]
+retained_ttl_s = 1
+""",
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_broker_sees_ciphertext_clients_see_plaintext(
+    gw: GatewayThread, broker: Mosquitto, version: int
+) -> None:
+    t = f"vault/{uuid.uuid4().hex[:8]}"
+    secret = b"the launch code is 0000"
+    with BrokerSpy(broker.port, f"{t}/#") as spy:
+        sub = gw.client(version=version)
+        sub.connect()
+        sub.subscribe(f"{t}/#", 1)
+        pub = gw.client(version=version)
+        pub.connect()
+        props = None
+        if version == 5:
+            props = v5_props(3, PayloadFormatIndicator=1, ContentType="text/plain")
+        pub.publish(f"{t}/a", secret, 1, retain=True, properties=props)
+        got = sub.expect()
+        assert got.payload == secret
+        if version == 5:
+            assert got.properties.ContentType == "text/plain"
+            assert got.properties.PayloadFormatIndicator == 1
+        seen = spy.seen()
+        assert len(seen) == 1 and secret not in seen[0][1] and len(seen[0][1]) > len(secret)
+        # A retained message opens for a later subscriber too.
+        late = gw.client(version=version)
+        late.connect()
+        late.subscribe(f"{t}/a", 1)
+        assert late.expect().payload == secret
+        pub.publish(f"{t}/a", b"", 1, retain=True)
+        for c in (sub, pub, late):
+            c.disconnect()
+
+
+def test_forged_and_replayed_ciphertext_dropped(gw: GatewayThread, broker: Mosquitto) -> None:
+    t = f"vault/{uuid.uuid4().hex[:8]}"
+    sub = gw.client(version=5)
+    sub.connect()
+    sub.subscribe(f"{t}/#", 1)
+    with BrokerSpy(broker.port, f"{t}/#") as spy:
+        pub = gw.client(version=5)
+        pub.connect()
+        pub.publish(f"{t}/a", b"genuine", 1)
+        assert sub.expect().payload == b"genuine"
+        sealed = spy.seen()[0][1]
+        # Straight on the broker: plaintext, a replay onto another topic, a flipped byte.
+        spy.publish(f"{t}/b", b"plain text, not an envelope", 1)
+        spy.publish(f"{t}/b", sealed, 1)
+        spy.publish(f"{t}/a", sealed[:-1] + bytes([sealed[-1] ^ 1]), 1)
+        sub.expect_none(1.0)
+    assert gw.gateway is not None
+    pub.disconnect()
+    sub.disconnect()
+
+
+def test_retained_ttl_swept(gw: GatewayThread, broker: Mosquitto) -> None:
+    t = f"ephemeral/{uuid.uuid4().hex[:8]}"
+    pub = gw.client(version=4)  # v3.1.1: no expiry interval, the sweeper clears it
+    pub.connect()
+    pub.publish(t, b"short-lived", 1, retain=True)
+    first = gw.client(version=4)
+    first.connect()
+    first.subscribe(t, 1)
+    assert first.expect().retain
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        probe = gw.client(version=4)
+        probe.connect()
+        probe.subscribe(t, 1)
+        try:
+            probe.expect(timeout=0.3)
+        except queue.Empty:
+            probe.disconnect()
+            break
+        probe.disconnect()
+    else:
+        raise AssertionError("the retained message was not cleared after its TTL")
+    pub.disconnect()
+    first.disconnect()
