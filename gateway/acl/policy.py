@@ -28,7 +28,7 @@ from gateway.acl.index import (
     walk_overlap,
 )
 from gateway.acl.reference import evaluate
-from gateway.acl.rule import Action, Assignment, Rule, binding_name, merge_assignment
+from gateway.acl.rule import Action, Assignment, Rule, merge_assignment, topic_values
 from gateway.acl.topic import Levels, TopicSyntaxError, normalise, parse_name, parse_subscription
 from gateway.identity import Identity
 
@@ -70,7 +70,7 @@ class _Bound:
             if not class_holds(c, identity):
                 continue
             cond |= 1 << n
-            if all(identity.binding(binding_name(v)).usable for v in c.variables):
+            if all(topic_values(identity, v) is not None for v in c.variables):
                 ok |= 1 << n
         self.cond = cond  # principal and when hold
         self.ok = ok  # ... and every variable of an allow rule is usable

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gateway.acl import decision as r
 from gateway.acl.decision import ExplainStep
-from gateway.acl.rule import Action, Rule, binding_name
+from gateway.acl.rule import Action, Rule, topic_values
 from gateway.acl.topic import SINGLE, Levels, contains, matches, normalise, overlaps
 from gateway.identity import Identity
 
@@ -35,9 +35,9 @@ def bound_patterns(rule: Rule, identity: Identity, *, unbound_as_plus: bool) -> 
     names = rule.variables
     choices: list[tuple[str | None, ...]] = []
     for var in names:
-        b = identity.binding(binding_name(var))
-        if b.usable:
-            choices.append(b.values)
+        found = topic_values(identity, var)
+        if found is not None:
+            choices.append(found)
         elif unbound_as_plus:
             choices.append((None,))
         else:

@@ -31,6 +31,21 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 Assignment = tuple[tuple[str, str], ...]
 
 
+# A binding with more values than this is not expanded in topics (it is unusable there,
+# so it fails closed). Two such variables in one level would otherwise expand a rule into
+# 64 x 64 patterns for one identity; role and group lists are far shorter in practice.
+# ``when`` conditions have no such limit: they only test membership.
+MAX_TOPIC_VALUES = 64
+
+
+def topic_values(identity: Identity, variable: str) -> tuple[str, ...] | None:
+    """The values a variable takes in a topic, or None when it is unusable there."""
+    binding = identity.binding(binding_name(variable))
+    if not binding.usable or len(binding.values) > MAX_TOPIC_VALUES:
+        return None
+    return binding.values
+
+
 class TemplateError(ValueError):
     """A malformed variable reference in a topic level or share group."""
 
@@ -75,10 +90,10 @@ class Template:
         names = tuple(dict.fromkeys(self.variables))
         choices: list[tuple[str, ...]] = []
         for var in names:
-            binding = identity.binding(binding_name(var))
-            if not binding.usable:
+            found = topic_values(identity, var)
+            if found is None:
                 return None
-            choices.append(binding.values)
+            choices.append(found)
         out: list[tuple[str, Assignment]] = []
         for combo in itertools.product(*choices):
             values = dict(zip(names, combo, strict=True))
@@ -174,7 +189,7 @@ class Rule:
         return True
 
     def unusable_variables(self, identity: Identity) -> tuple[str, ...]:
-        return tuple(v for v in self.variables if not identity.binding(binding_name(v)).usable)
+        return tuple(v for v in self.variables if topic_values(identity, v) is None)
 
     def render(self, identity: Identity, assignment: Assignment = ()) -> str:
         """The bound pattern for audit: values substituted, unusable ones left as ``{x}``.
@@ -189,11 +204,11 @@ class Rule:
                 if not is_var:
                     text.append(part)
                     continue
-                binding = identity.binding(binding_name(part))
-                if not binding.usable:
+                values = topic_values(identity, part)
+                if values is None:
                     text.append("{" + part + "}")
                 else:
-                    text.append(fixed.get(part, binding.values[0]))
+                    text.append(fixed.get(part, values[0]))
             out.append("".join(text))
         return "/".join(out)
 

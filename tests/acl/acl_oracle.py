@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any
 
+from gateway.acl.rule import MAX_TOPIC_VALUES
 from gateway.identity import Identity, is_usable_value
 
 # 'z' never appears in a generated filter: the fresh value a wildcard can take.
@@ -65,10 +66,13 @@ def o_overlaps(p: tuple[str, ...], f: tuple[str, ...]) -> bool:
     return any(om(p, t) and om(f, t) for t in topics(depth, _alphabet(p, f)))
 
 
-def _values(identity: Identity, name: str) -> tuple[str, ...] | None:
-    """Usable values of a binding, or None (missing, empty, non-text, bad character)."""
+def _values(identity: Identity, name: str, limit: int | None = None) -> tuple[str, ...] | None:
+    """Usable values of a binding, or None (missing, empty, non-text, bad character,
+    more than ``limit`` values)."""
     b = identity.binding(name)
     if not b.present or not b.values or not all(is_usable_value(v) for v in b.values):
+        return None
+    if limit is not None and len(b.values) > limit:
         return None
     return b.values
 
@@ -123,7 +127,7 @@ def oracle_decide(
         choices = []
         missing = False
         for n in names:
-            vals = _values(identity, n.removeprefix("claim:"))
+            vals = _values(identity, n.removeprefix("claim:"), MAX_TOPIC_VALUES)
             if vals is None:
                 missing = True
                 choices.append((None,))

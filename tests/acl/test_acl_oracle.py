@@ -30,19 +30,19 @@ topic_names = (
 )
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(filters(), topic_names)
 def test_matches_agrees_with_the_words_of_mqtt(f: tuple, t: tuple) -> None:
     assert matches(f, t) == om(f, t)
 
 
-@settings(max_examples=2500, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(filters(), filters())
 def test_contains_agrees_with_enumeration(p: tuple, f: tuple) -> None:
     assert contains(p, f) == o_contains(p, f), (p, f)
 
 
-@settings(max_examples=2500, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(filters(), filters())
 def test_overlaps_agrees_with_enumeration(p: tuple, f: tuple) -> None:
     assert overlaps(p, f) == o_overlaps(p, f), (p, f)
@@ -134,7 +134,7 @@ def _summary(d: Any) -> tuple[str, str, str | None, int | None]:
     return (d.verdict, d.reason, d.rule_id, d.granted_qos)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policies(), identities(), st.lists(requests(), min_size=1, max_size=4))
 def test_verdicts_agree_with_oracle_and_reference(
     doc: dict[str, Any], identity: Identity, reqs: list[tuple]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.acl import REASONS, Policy, PolicyDecision, PolicyHolder, compile_policy
+from gateway.acl.rule import MAX_TOPIC_VALUES
 from gateway.identity import Identity
 
 ALICE = Identity.from_values({"user_id": "u1", "email": "a@b.c", "role": "engineer"})
@@ -145,6 +146,18 @@ def test_multi_valued_bindings_expand_consistently() -> None:
     p = policy(rule("g", "jobs/{org}/#", "subscribe", share_group="w-{org}"))
     check(sub(p, "$share/w-o1/jobs/o1/x", who=who), "allow", "allow_rule")
     check(sub(p, "$share/w-o2/jobs/o1/x", who=who), "deny", "share_group_not_allowed")
+
+
+def test_a_binding_with_too_many_values_is_unusable_in_topics_only() -> None:
+    many = [f"o{i}" for i in range(MAX_TOPIC_VALUES + 1)]
+    who = Identity.from_values({"org": many, "role": many})
+    p = policy(rule("t", "{org}/x"), rule("w", "w", when={"role": "o3"}))
+    check(pub(p, "o1/x", who=who), "deny", "unbound_variable", "t")
+    check(pub(p, "w", who=who), "allow", "allow_rule", "w")  # when only tests membership
+    p = policy(rule("all", "#"), rule("d", "{org}/x", effect="deny"))
+    check(pub(p, "zzz/x", who=who), "deny", "deny_rule", "d")
+    fits = Identity.from_values({"org": many[:MAX_TOPIC_VALUES]})
+    check(pub(p, "zzz/x", who=fits), "allow", "allow_rule", "all")
 
 
 def test_dollar_topics_and_shared_subscriptions() -> None:
