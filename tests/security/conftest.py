@@ -127,17 +127,19 @@ class Witness:
         self.connections_at_start = len(relay.connections)
 
     def broker_bytes(self) -> bytes:
-        time.sleep(0.2)  # the relay copies on its own thread
+        time.sleep(0.1)  # the relay copies on its own thread
         return self.relay.received()[self.start :]
 
     def new_connections(self) -> int:
-        time.sleep(0.2)
+        # The gateway opens the broker connection before it answers CONNACK, and every
+        # caller has seen its CONNACK or close: a short settle for the relay's thread.
+        time.sleep(0.05)
         return len(self.relay.connections) - self.connections_at_start
 
     def nothing(self, *needles: bytes | str) -> None:
         """None of ``needles`` reached the broker: not in its input, not as a message."""
         data = self.broker_bytes()
-        seen = self.spy.seen(0.1)
+        seen = self.spy.seen(0.0)
         for n in needles:
             b = n.encode() if isinstance(n, str) else n
             assert b not in data, f"{b!r} reached the broker"

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.mqtt.constants import PropertyId
 from gateway.mqtt.encoder import encode
 from gateway.mqtt.packets import Connack, Connect, Pingreq, Pingresp, Puback, Publish
-from gateway.mqtt.properties import Properties
 from tests.security.conftest import (
     MAX_PACKET,
     Attacker,
