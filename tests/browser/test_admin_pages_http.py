@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -58,7 +59,10 @@ async def test_pages_need_an_admin_credential(admin_gateway: AdminGateway) -> No
 
 
 @pytest.mark.parametrize("credential", ["admin-token", "ops-jwt"])
-async def test_login_sets_an_opaque_cookie(admin_gateway: AdminGateway, credential: str) -> None:
+async def test_login_sets_an_opaque_cookie(
+    admin_gateway: AdminGateway, credential: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     gw = admin_gateway(POLICY)
     token = ADMIN_TOKEN if credential == "admin-token" else gw.idp.token("olga", role="ops")
     # unsafe: the jar keeps cookies of an IP address host (127.0.0.1).
@@ -87,6 +91,9 @@ async def test_login_sets_an_opaque_cookie(admin_gateway: AdminGateway, credenti
             assert out.status == 303
         async with s.get(f"{base(gw)}/admin/policy") as api:
             assert api.status == 401
+    # The login is logged by who signed in; neither the token nor the cookie is.
+    assert "admin page login" in caplog.text
+    assert token not in caplog.text and cookie.value not in caplog.text
 
 
 async def test_validate_reports_the_lines_of_the_text(admin_gateway: AdminGateway) -> None:
@@ -167,8 +174,14 @@ async def test_stream_filters_on_the_server(admin_gateway: AdminGateway) -> None
         watched.c.publish("pg/someone-else/x", b"refused", 1)
         events = await read_events(r, 10, 3)
         watched.disconnect()
+        # An agent whose token has expired is refused at CONNECT, and that shows too.
+        late = gw.client(token=gw.idp.token(u, ttl_s=-120), client_id=f"watched-{u}", version=5)
+        assert late.connect(expect_ok=False).is_failure
+        events += await read_events(r, 1, 3)
     decisions = [e for name, e in events if name == "decision"]
-    assert [(d["client_id"], d["verdict"], d["topic"]) for d in decisions] == [
-        (f"watched-{u}", "deny", "pg/someone-else/x")
+    assert [(d["client_id"], d["kind"], d["verdict"], d.get("topic")) for d in decisions] == [
+        (f"watched-{u}", "publish", "deny", "pg/someone-else/x"),
+        (f"watched-{u}", "connect", "deny", None),
     ]
-    assert decisions[0]["user_id"] == u and decisions[0]["reason"]
+    assert decisions[0]["user_id"] == u and decisions[0]["rule_id"] is None
+    assert decisions[1]["reason"] == "expired"
