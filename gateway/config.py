@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig
+from gateway.auth.service_accounts import ServiceAccountConfig
 from gateway.configload import ConfigError, dump_dataclass, load_dataclass, secret
 from gateway.protection.config import ProtectionConfig
 
@@ -237,6 +238,7 @@ class GatewayConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     tenancy: TenancyConfig = field(default_factory=TenancyConfig)
     protection: ProtectionConfig = field(default_factory=ProtectionConfig)
+    service_accounts: tuple[ServiceAccountConfig, ...] = ()
     # Relative paths in the file are relative to the working directory the gateway
     # starts in (as in the container image: WORKDIR /app, config/ and certs/ beside).
     base_dir: str = field(default=".", metadata={"internal": True})
