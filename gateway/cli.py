@@ -16,6 +16,7 @@ from gateway.admin_client import add_admin_client_commands
 from gateway.auth import cli as auth_cli
 from gateway.auth.service_accounts import add_service_account_commands
 from gateway.config import ConfigError, effective_config, load_config
+from gateway.fleet.publish import add_fleet_commands
 from gateway.protection.cli import add_protection_commands, add_purge_command
 
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     acl_cli.add_commands(sub)
     add_admin_client_commands(_subcommands(sub.choices["acl"]))
+    add_fleet_commands(_subcommands(sub.choices["acl"]))
     auth_cli.add_commands(sub)
     add_protection_commands(_subcommands(sub.choices["keys"]))
     add_purge_command(sub)

@@ -16,7 +16,9 @@ from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig
 from gateway.auth.service_accounts import ServiceAccountConfig
 from gateway.configload import ConfigError, dump_dataclass, load_dataclass, secret
+from gateway.fleet.config import FleetConfig
 from gateway.protection.config import ProtectionConfig
+from gateway.rest.config import RestConfig
 
 # MQTT 5 spec 2.1.4: the remaining length is at most 268,435,455 bytes. 1 MiB plus
 # headers is the default because browsers and agents send small messages and a large
@@ -239,6 +241,8 @@ class GatewayConfig:
     tenancy: TenancyConfig = field(default_factory=TenancyConfig)
     protection: ProtectionConfig = field(default_factory=ProtectionConfig)
     service_accounts: tuple[ServiceAccountConfig, ...] = ()
+    rest: RestConfig = field(default_factory=RestConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     # Relative paths in the file are relative to the working directory the gateway
     # starts in (as in the container image: WORKDIR /app, config/ and certs/ beside).
     base_dir: str = field(default=".", metadata={"internal": True})

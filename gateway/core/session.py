@@ -130,6 +130,9 @@ class SessionSettings:
     max_keep_alive_s: int = 3600
     max_messages_per_s: float = 0.0
     max_bytes_per_s: float = 0.0
+    # Topics no client may touch whatever the policy says (the fleet's control topic,
+    # issue 6 item 4): checked on the client's view, before the policy and the mount.
+    is_control_topic: Callable[[str], bool] | None = None
 
 
 def _assigned_client_id() -> str:
@@ -269,6 +272,12 @@ class Session:
         self.upstream_client_id = upstream_client_id
         self._expires_at = identity.expires_at
         will = self.connect.will if self.connect is not None else None
+        if will is not None and self._reserved(will.topic, will.properties):
+            self._audit(step, "connect", "deny", "will_control_topic")
+            self._refuse_connect(
+                step, ReasonCode.NOT_AUTHORIZED, ConnackV3.NOT_AUTHORIZED, "will_denied"
+            )
+            return step
         if will is not None:
             # The will is a PUBLISH the broker makes later on the client's behalf; it is
             # authorized now, since nothing can stop it once the broker holds it.
@@ -703,10 +712,17 @@ class Session:
             topic = resolved
         assert self.identity is not None
         too_big = self._topic_limit(topic)
+        if too_big is None and self._reserved(topic, packet.properties):
+            too_big = "control_topic"
         if too_big is not None:
             d = self._limit_decision(too_big)
             self._audit_decision(step, "publish", topic, packet.qos, packet.retain, d)
-            self._refuse_publish(packet, step, d, ReasonCode.TOPIC_NAME_INVALID)
+            code = (
+                ReasonCode.NOT_AUTHORIZED
+                if too_big == "control_topic"
+                else ReasonCode.TOPIC_NAME_INVALID
+            )
+            self._refuse_publish(packet, step, d, code)
             return
         t0 = perf_counter_ns()
         key = ("p", topic, packet.qos, packet.retain)
@@ -809,6 +825,16 @@ class Session:
             return "topic_too_deep"
         return None
 
+    def _reserved(self, topic: str, props: Properties | None) -> bool:
+        """A topic, filter or v5 Response Topic in the gateway's own control namespace."""
+        pred = self.settings.is_control_topic
+        if pred is None:
+            return False
+        if pred(topic):
+            return True
+        rt = props.get(PropertyId.RESPONSE_TOPIC) if props else None
+        return isinstance(rt, str) and pred(rt)
+
     def _limit_decision(self, reason: str) -> PolicyDecision:
         return PolicyDecision("deny", reason, None, None, None, self.policy.version)
 
@@ -846,6 +872,8 @@ class Session:
         )
         for sub in packet.subscriptions:
             limit = self._topic_limit(sub.topic_filter)
+            if limit is None and self._reserved(sub.topic_filter, None):
+                limit = "control_topic"
             if (
                 limit is None
                 and sub.topic_filter not in self.subscriptions.active

@@ -37,6 +37,10 @@ async def readyz(request: web.Request) -> web.Response:
     }
     auth = gateway.authenticator.readiness()
     checks["auth"] = auth
+    if gateway.fleet is not None:
+        # Reported, not a readiness condition: a broker blip must not take every
+        # instance out of the load balancer at once.
+        checks["fleet"] = gateway.fleet.status()
     ready = (
         upstream_ok
         and checks["certificates"] == "ok"
@@ -58,6 +62,8 @@ async def metrics(request: web.Request) -> web.Response:
         from gateway.server.fleet_admin import fleet_metrics
 
         body = await fleet_metrics(gateway)
+    if gateway.fleet is not None:
+        body += gateway.fleet.prometheus_text().encode()
     return web.Response(
         body=body,
         headers={"Content-Type": PROMETHEUS_CONTENT_TYPE},

@@ -33,8 +33,10 @@ from gateway.server.websocket import websocket_handler
 from gateway.server.workers import WorkerRole, role_from_env
 
 if TYPE_CHECKING:
+    from gateway.fleet.sync import FleetPolicySync
     from gateway.protection.publish import DataProtection
     from gateway.protection.sweeper import RetentionSweeper
+    from gateway.rest import RestBridge
 from gateway.tls import reload_cert_chain, server_context, upstream_context
 
 logger = logging.getLogger("mqttgate")
@@ -83,6 +85,20 @@ class Gateway:
         self.decision_stream = DecisionStream(on_change=self.viewers_changed)
         self.role: WorkerRole | None = role_from_env()
         self.protection = _build_protection(config)
+        from gateway.fleet.control import control_topic_predicate
+
+        # Always on, fleet or not: it also guards the gateway's whole $mqttgate namespace.
+        self.is_control_topic = control_topic_predicate(config.fleet.control_topic)
+        self.rest: RestBridge | None = None
+        if config.rest.enabled:
+            from gateway.rest import RestBridge
+
+            self.rest = RestBridge(self, config.rest)
+        self.fleet: FleetPolicySync | None = None
+        if config.fleet.enabled:
+            from gateway.fleet.sync import FleetPolicySync
+
+            self.fleet = FleetPolicySync(self, config.fleet)
         self.sweeper = _build_sweeper(config, self.upstream_password, self.upstream_ssl)
         self.tenants = TenantPolicies(config) if config.tenancy.enabled else None
         self.accepting = True
@@ -194,6 +210,8 @@ class Gateway:
         app = web.Application(client_max_size=1024)
         app[GATEWAY_KEY] = self
         app.router.add_get(self.config.listener.path, websocket_handler)
+        if self.rest is not None and self.config.rest.listener == "client":
+            self.rest.add_routes(app)
         return app
 
     def admin_app(self) -> web.Application:
@@ -205,6 +223,8 @@ class Gateway:
         app[GATEWAY_KEY] = self
         add_admin_routes(app)
         add_admin_api(app, self)
+        if self.rest is not None and self.config.rest.listener == "admin":
+            self.rest.add_routes(app)
         add_admin_pages(app, self)
         return app
 
@@ -294,6 +314,10 @@ class Gateway:
         await self.authenticator.start()
         if self.sweeper is not None:
             await self.sweeper.start()
+        if self.rest is not None:
+            await self.rest.start()
+        if self.fleet is not None:
+            await self.fleet.start()
         if self.config.acl.watch:
             self._watch_task = asyncio.create_task(self._watch_policy())
         lst = self.config.listener
@@ -393,6 +417,10 @@ class Gateway:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
+        if self.fleet is not None:
+            await self.fleet.stop()
+        if self.rest is not None:
+            await self.rest.stop()
         await self.authenticator.close()
         if self.sweeper is not None:
             await self.sweeper.stop()

@@ -80,6 +80,7 @@ class ClientConnection:
                 max_keep_alive_s=cfg.limits.max_keep_alive_s,
                 max_messages_per_s=cfg.limits.max_messages_per_s,
                 max_bytes_per_s=cfg.limits.max_bytes_per_s,
+                is_control_topic=gateway.is_control_topic,
             ),
             time.time(),
             gateway.policy,
