@@ -96,6 +96,27 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    body = orjson.dumps({"prefix": args.prefix, "org": args.org, "apply": args.apply})
+    data = _call(args, "POST", "/admin/retained/purge", body)
+    verb = "cleared" if data["applied"] else "would clear (dry run; --apply to clear)"
+    print(f"{len(data['topics'])} retained message(s) under {data['filter']} {verb}:")
+    for topic in data["topics"]:
+        print(f"  {topic}")
+    return 0
+
+
+def add_retained_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    retained = sub.add_parser("retained", help="retained messages at the broker")
+    rsub = retained.add_subparsers(dest="retained_command", metavar="SUBCOMMAND", required=True)
+    purge = rsub.add_parser("purge", help="clear the retained messages under a prefix")
+    purge.add_argument("--prefix", required=True, help="topic prefix, e.g. orgs/acme/")
+    purge.add_argument("--org", help="with tenancy: the org whose mount the prefix is in")
+    purge.add_argument("--apply", action="store_true", help="clear them (default: dry run)")
+    _common(purge)
+    purge.set_defaults(func=cmd_purge)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="the admin listener's URL")
     p.add_argument(

@@ -12,7 +12,7 @@ import orjson
 
 from gateway import __version__
 from gateway.acl import cli as acl_cli
-from gateway.admin_client import add_admin_client_commands
+from gateway.admin_client import add_admin_client_commands, add_retained_commands
 from gateway.auth import cli as auth_cli
 from gateway.auth.service_accounts import add_service_account_commands
 from gateway.config import ConfigError, effective_config, load_config
@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     auth_cli.add_commands(sub)
     add_protection_commands(_subcommands(sub.choices["keys"]))
     add_purge_command(sub)
+    add_retained_commands(sub)
     add_service_account_commands(sub)
     return parser
 

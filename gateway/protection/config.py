@@ -113,7 +113,7 @@ class ProtectionConfig:
 
     encrypt: tuple[EncryptConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
-    # A JSON keyring managed by `mqttgate keys rotate` / `retire` (docs/protection.md);
+    # A JSON keyring managed by `mqttgate keys rotate` / `retire` (docs/data-protection.md);
     # its keys come after those of [[protection.keys]] in each set.
     keyring_file: str | None = None
     # Refuse to seal or open for an org without its own key set, instead of using the

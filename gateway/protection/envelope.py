@@ -1,4 +1,4 @@
-"""The sealed-payload envelope, version 1, byte by byte (docs/protection.md).
+"""The sealed-payload envelope, version 1, byte by byte (docs/data-protection.md).
 
 Outer (what the broker stores)::
 

@@ -6,7 +6,7 @@ order is: config entries, then keyring file entries, and the last key that is no
 retired seals. Retired keys are kept only so that a delivery sealed under one is
 reported as ``retired_key`` rather than ``unknown_key``.
 
-Keyring file (docs/protection.md)::
+Keyring file (docs/data-protection.md)::
 
     {"format": "mqttgate-keyring/1",
      "keys": [{"id": "k1", "org": null, "created": "2025-06-01T12:00:00Z",

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gateway.acl import Policy, PolicyError, check_text
 from gateway.acl.cases import CaseError, decide, parse_case
+from gateway.audit import DecisionRecord
 from gateway.config import read_secret
 from gateway.logs import log
 from gateway.server.appkeys import GATEWAY_KEY
@@ -224,6 +225,62 @@ async def delete_session(request: web.Request, who: str) -> web.Response:
     return _problem(404, "no such session")
 
 
+async def purge_retained(request: web.Request, who: str) -> web.Response:
+    """Retained messages under a prefix (issue 10, item 3): listed, cleared with apply."""
+    gw = request.app[GATEWAY_KEY]
+    try:
+        raw = orjson.loads(await request.content.read(64 * 1024))
+    except orjson.JSONDecodeError as exc:
+        return _problem(400, f"the body is not JSON: {exc}")
+    prefix = raw.get("prefix") if isinstance(raw, dict) else None
+    if not isinstance(prefix, str) or any(c in prefix for c in "+#\x00"):
+        return _problem(400, "prefix: a topic prefix without wildcards is required")
+    org = raw.get("org")
+    if org is not None and not isinstance(org, str):
+        return _problem(400, "org must be a string")
+    apply = raw.get("apply") is True
+    from gateway.protection.broker import BrokerParams
+    from gateway.protection.purge import purge
+
+    up = gw.config.upstream
+    pw = gw.upstream_password
+    params = BrokerParams(
+        host=up.host,
+        port=up.port,
+        username=up.username,
+        password=pw.decode() if pw else None,
+        tls_context=gw.upstream_ssl,
+    )
+    mount = gw.config.tenancy.mount if gw.config.tenancy.enabled and org else None
+    flt = prefix + "#" if not prefix or prefix.endswith("/") else prefix + "/#"
+    try:
+        result = await purge(params, flt, org, mount=mount, apply=apply)
+    except (OSError, TimeoutError) as exc:
+        return _problem(503, f"broker unreachable: {exc}")
+    except Exception as exc:  # aiomqtt.MqttError and friends: the broker's answer
+        return _problem(503, f"broker error: {type(exc).__name__}")
+    for topic in result.topics:
+        gw.audit_pipeline.decision(
+            DecisionRecord(
+                action="purge",
+                topic=topic,
+                verdict="allow",
+                reason="applied" if apply else "dry_run",
+                client_id=who,
+            )
+        )
+    log(
+        logger,
+        logging.INFO,
+        "retained purge",
+        by=who,
+        filter=result.topic_filter,
+        topics=len(result.topics),
+        applied=apply,
+    )
+    return _json({"filter": result.topic_filter, "topics": list(result.topics), "applied": apply})
+
+
 ADMIN_AUTH_KEY: web.AppKey[AdminAuth] = web.AppKey("admin_auth")
 
 
@@ -233,6 +290,7 @@ def add_admin_api(app: web.Application, gateway: Gateway) -> None:
     app.router.add_put("/admin/policy", _guarded(put_policy))
     app.router.add_post("/admin/policy/rollback", _guarded(rollback_policy))
     app.router.add_post("/admin/policy/reload", _guarded(reload_policy))
+    app.router.add_post("/admin/retained/purge", _guarded(purge_retained))
     app.router.add_post("/admin/simulate", _guarded(simulate))
     app.router.add_get("/admin/sessions", _guarded(list_sessions))
     app.router.add_delete("/admin/sessions/{id}", _guarded(delete_session))

@@ -123,3 +123,54 @@ def test_retained_ttl_swept(gw: GatewayThread, broker: Mosquitto) -> None:
         raise AssertionError("the retained message was not cleared after its TTL")
     pub.disconnect()
     first.disconnect()
+
+
+def test_purge_through_the_admin_api(
+    gateway_factory: GatewayFactory, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("MQTTGATE_TEST_PURGE_TOKEN", "purge-admin-token")
+    gw = gateway_factory(admin='token_env = "MQTTGATE_TEST_PURGE_TOKEN"')
+    base = f"purge{uuid.uuid4().hex[:6]}"
+    with BrokerSpy(broker.port, "$none") as direct:
+        for t in (f"{base}/acme/a", f"{base}/acme/b/c", f"{base}/globex/a"):
+            direct.publish(t, b"kept?", 1, retain=True)
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "retained",
+                "purge",
+                "--prefix",
+                f"{base}/acme/",
+                "--gateway",
+                f"http://127.0.0.1:{gw.admin_port}",
+                "--token-env",
+                "MQTTGATE_TEST_PURGE_TOKEN",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    dry = cli()
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run" in dry.stdout and f"{base}/acme/b/c" in dry.stdout
+    assert f"{base}/globex/a" not in dry.stdout
+    done = cli("--apply")
+    assert done.returncode == 0 and "cleared" in done.stdout
+    # Exactly the prefix: globex's retained message is still there.
+    c = gw.client(version=4)
+    c.connect()
+    c.subscribe(f"{base}/#", 1)
+    got = c.expect()
+    assert got.topic == f"{base}/globex/a"
+    c.expect_none()
+    c.publish(f"{base}/globex/a", b"", 1, retain=True)
+    c.disconnect()
