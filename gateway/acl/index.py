@@ -89,7 +89,7 @@ def _keep_rep(node: Node, entry: Entry) -> None:
 def trie_levels(rule: Rule) -> tuple[Template, ...]:
     """``#`` is stored as ``+/#`` and ``/#`` as ``/+/#`` (see ``topic.normalise``)."""
     lv = rule.levels
-    plus = Template(SINGLE, ((False, SINGLE),))
+    plus = Template.of(SINGLE, ((False, SINGLE),))
     if len(lv) == 1 and lv[0].source == MULTI:
         return (plus, lv[0])
     if len(lv) == 2 and lv[0].source == "" and lv[1].source == MULTI:

@@ -72,14 +72,14 @@ class Template:
 
     source: str
     parts: tuple[tuple[bool, str], ...]
+    # Derived from ``parts`` once: the index asks for them for every rule level.
+    variables: tuple[str, ...] = ()
+    is_literal: bool = True
 
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return tuple(text for is_var, text in self.parts if is_var)
-
-    @property
-    def is_literal(self) -> bool:
-        return not any(is_var for is_var, _ in self.parts)
+    @classmethod
+    def of(cls, source: str, parts: tuple[tuple[bool, str], ...]) -> Template:
+        names = tuple(text for is_var, text in parts if is_var)
+        return cls(source, parts, names, not names)
 
     def bind(self, identity: Identity) -> tuple[tuple[str, Assignment], ...] | None:
         """Every text this template takes for ``identity``; None if a variable is unusable.
@@ -123,7 +123,7 @@ def parse_template(text: str) -> Template:
         raise TemplateError(f"unbalanced brace in {text!r}")
     if tail or not parts:
         parts.append((False, tail))
-    return Template(text, tuple(parts))
+    return Template.of(text, tuple(parts))
 
 
 def merge_assignment(a: Assignment, b: Assignment) -> Assignment | None:
