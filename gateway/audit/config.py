@@ -55,6 +55,11 @@ class AuditConfig:
     # one batch); off by default since a clean shutdown always fsyncs.
     log_fsync: bool = False
     queue_max_records: int = DEFAULT_QUEUE_MAX_RECORDS
+    # When the audit log cannot be written (disk full): "fail_open" keeps serving and
+    # alarms (error log, metric, /readyz detail); "fail_closed" also refuses new
+    # connections (HTTP 503) until a write succeeds again, for compliance set-ups where
+    # unaudited traffic is worse than no traffic.
+    on_log_failure: Literal["fail_open", "fail_closed"] = "fail_open"
     # Share of allowed decisions exported as spans; denies and authentications always are.
     allow_sample_ratio: float = 1.0
     # None: on when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set or otlp_endpoint is given.

@@ -10,6 +10,7 @@ This object is used by one thread (the audit writer); it is not thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -56,9 +57,15 @@ class RotatingJsonLog:
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        if not self._file.closed:
+        """Flush, fsync and close; a failing disk still ends with the file closed (the
+        error goes to the caller, which has already counted what could not be written)."""
+        if self._file.closed:
+            return
+        try:
             self.flush(fsync=True)
-            self._file.close()
+        finally:
+            with contextlib.suppress(OSError):
+                self._file.close()
 
     def _rotate(self) -> None:
         # The old file is complete on disk before it is renamed.

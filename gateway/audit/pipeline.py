@@ -166,13 +166,23 @@ class AuditPipeline:
             self._writer.submit(rec, span)
 
     @property
+    def log_failing(self) -> bool:
+        """The last write to the audit log failed (disk full, I/O error)."""
+        return self._writer is not None and self._writer.log_failing
+
+    @property
     def wants_allow_records(self) -> bool:
         """Whether an allowed decision must become a record (log line or sampled span);
         when not, the data path only counts allows."""
         return self.config.log_file is not None or (self._tracing and self._ratio > 0.0)
 
     def prometheus_text(self) -> bytes:
-        return self.metrics.prometheus_text()
+        failing = 1 if self.log_failing else 0
+        return self.metrics.prometheus_text() + (
+            "# HELP mqttgate_audit_log_failing 1 while the audit log cannot be written.\n"
+            "# TYPE mqttgate_audit_log_failing gauge\n"
+            f"mqttgate_audit_log_failing {failing}\n"
+        ).encode()
 
     @property
     def dropped(self) -> int:

@@ -59,6 +59,8 @@ class AuditWriter:
         self.dropped = 0
         self._drop_logged_at = 0.0
 
+    log_failing = False
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="mqttgate-audit", daemon=True)
@@ -97,7 +99,11 @@ class AuditWriter:
             self._thread = None
         self._drain()  # records queued when the thread never started
         if self._log is not None:
-            self._log.close()
+            try:
+                self._log.close()
+            except OSError as exc:
+                self.log_failing = True
+                log(logger, logging.ERROR, "audit log close failed", error=str(exc))
 
     def _drop(self, n: int) -> None:
         self.dropped += n
@@ -139,7 +145,11 @@ class AuditWriter:
                 self._log.write_lines([dumps(log_entry(rec), option=option) for rec, _ in batch])
                 self._log.flush()
                 self.written += len(batch)
+                self.log_failing = False
             except OSError as exc:
+                # Disk full, file gone, I/O error: the gateway decides what that means
+                # ([audit] on_log_failure); the writer keeps trying with the next batch.
+                self.log_failing = True
                 self._drop(len(batch))
                 log(logger, logging.ERROR, "audit log write failed", error=str(exc))
         if self._span_sink is not None:

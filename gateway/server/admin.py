@@ -37,6 +37,9 @@ async def readyz(request: web.Request) -> web.Response:
     }
     auth = gateway.authenticator.readiness()
     checks["auth"] = auth
+    log_failing = gateway.audit_pipeline.log_failing
+    checks["audit_log"] = "failing" if log_failing else "ok"
+    fail_closed = gateway.config.audit.on_log_failure == "fail_closed"
     if gateway.fleet is not None:
         # Reported, not a readiness condition: a broker blip must not take every
         # instance out of the load balancer at once.
@@ -46,6 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
         and checks["certificates"] == "ok"
         and gateway.accepting
         and bool(auth.get("ready", True))
+        and not (log_failing and fail_closed)
     )
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},

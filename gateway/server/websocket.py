@@ -77,6 +77,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     remote = request.remote
     if not gateway.accepting:
         return _refuse(503, "server shutting down", remote)
+    if cfg.audit.on_log_failure == "fail_closed" and gateway.audit_pipeline.log_failing:
+        # Unaudited traffic is not allowed here: no new connection until the log writes.
+        return _refuse(503, "audit log unavailable", remote)
     if len(gateway.connections) >= cfg.limits.max_connections:
         return _refuse(503, "too many connections", remote)
     if gateway.per_address[remote or ""] >= cfg.limits.max_connections_per_address:

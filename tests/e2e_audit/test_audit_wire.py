@@ -140,3 +140,38 @@ def test_nothing_lost_on_clean_shutdown(gateway_factory: GatewayFactory, tmp_pat
         x for x in map(orjson.loads, log.read_text().splitlines()) if x.get("action") == "publish"
     ]
     assert len(pubs) == 301
+
+
+@pytest.mark.parametrize("mode", ["fail_open", "fail_closed"])
+async def test_audit_log_disk_full(gateway_factory: GatewayFactory, mode: str) -> None:
+    """/dev/full: every write fails with ENOSPC, as a full disk does."""
+    gw = gateway_factory(
+        policy=POLICY, extra=f'[audit]\nlog_file = "/dev/full"\non_log_failure = "{mode}"\n'
+    )
+    first = gw.client(sub="early", version=5)
+    first.connect()
+    first.publish("aud/early/x", b"x", 1)  # a decision to write: the write fails
+    assert gw.gateway is not None
+    gw.gateway.audit_pipeline.flush()
+    assert gw.gateway.audit_pipeline.log_failing
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{gw.admin_port}/metrics") as r,
+    ):
+        assert "mqttgate_audit_log_failing 1" in await r.text()
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{gw.admin_port}/readyz") as r,
+    ):
+        body = await r.json()
+        assert body["checks"]["audit_log"] == "failing"
+        assert r.status == (503 if mode == "fail_closed" else 200)
+    late = gw.client(sub="late", version=5)
+    if mode == "fail_closed":
+        with pytest.raises(Exception, match="handshake"):
+            late.connect(expect_ok=False)
+        late.c.loop_stop()
+    else:
+        late.connect()
+        late.disconnect()
+    first.disconnect()
