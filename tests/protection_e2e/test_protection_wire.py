@@ -174,3 +174,25 @@ def test_purge_through_the_admin_api(
     c.expect_none()
     c.publish(f"{base}/globex/a", b"", 1, retain=True)
     c.disconnect()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_offline_queue_holds_ciphertext(gw: GatewayThread, broker: Mosquitto, version: int) -> None:
+    t = f"vault/{uuid.uuid4().hex[:8]}"
+    cid = f"offline-{uuid.uuid4().hex[:6]}"
+    props = v5_props(SessionExpiryInterval=300) if version == 5 else None
+    away = gw.client(client_id=cid, version=version, clean=False)
+    away.connect(properties=props)
+    away.subscribe(f"{t}/#", 1)
+    away.disconnect()
+    with BrokerSpy(broker.port, f"{t}/#") as spy:
+        pub = gw.client(version=version)
+        pub.connect()
+        pub.publish(f"{t}/q", b"queued secret", 1)
+        pub.disconnect()
+        stored = spy.seen()
+    assert len(stored) == 1 and b"queued secret" not in stored[0][1]
+    back = gw.client(client_id=cid, version=version, clean=False)
+    back.connect(properties=props)
+    assert back.expect().payload == b"queued secret"
+    back.disconnect()
