@@ -49,6 +49,8 @@ def _read_json(path: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise CaseError(f"{path}:{e.lineno}: {e.msg}") from None
+    except RecursionError:
+        raise CaseError(f"{path}: nested too deeply") from None
 
 
 def _load(path: str) -> Policy:

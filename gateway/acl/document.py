@@ -303,4 +303,10 @@ def check_text(text: str, source: str) -> tuple[PolicyDocument | None, list[Prob
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         return None, [Problem("error", "json", e.msg, "", e.lineno, source)]
-    return check_document(doc, source, scan_positions(text))
+    except RecursionError:
+        return None, [Problem("error", "json", "nested too deeply", "", None, source)]
+    try:
+        positions: Positions | None = scan_positions(text)
+    except RecursionError:  # json.loads managed; errors will lack line numbers
+        positions = None
+    return check_document(doc, source, positions)

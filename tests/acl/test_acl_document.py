@@ -159,3 +159,9 @@ def test_positions_scanner() -> None:
     assert pos.lines["/a/1/b~0~1c"] == 5
     assert pos.line_of("/a/1/b~0~1c/deeper") == 5
     assert pos.lines["/d"] == 8
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
+    text = '{"version": "2.0", "rules": [], "description": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    document, problems = check_text(text, "deep.json")
+    assert document is None and problems[0].code == "json"
