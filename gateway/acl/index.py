@@ -255,7 +255,7 @@ class BoundTemplates:
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
         self._templates: dict[Template, tuple[tuple[str, Assignment], ...] | None] = {}
-        self._by_view: dict[int, tuple[dict[str, list[tuple[Node, Assignment]]], list[Node]]] = {}
+        self._by_view: dict[View, tuple[dict[str, list[tuple[Node, Assignment]]], list[Node]]] = {}
 
     def bind(self, t: Template) -> tuple[tuple[str, Assignment], ...] | None:
         try:
@@ -266,7 +266,7 @@ class BoundTemplates:
 
     def at(self, view: View) -> tuple[dict[str, list[tuple[Node, Assignment]]], list[Node]]:
         """For a view: bound text -> children, and children whose variable is unusable."""
-        got = self._by_view.get(id(view))
+        got = self._by_view.get(view)
         if got is None:
             by_text: dict[str, list[tuple[Node, Assignment]]] = {}
             unbound: list[Node] = []
@@ -277,7 +277,7 @@ class BoundTemplates:
                 else:
                     for text, asg in b:
                         by_text.setdefault(text, []).append((child, asg))
-            got = self._by_view[id(view)] = (by_text, unbound)
+            got = self._by_view[view] = (by_text, unbound)
         return got
 
 
