@@ -45,6 +45,8 @@ REPO = BENCH_DIR.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from loadgen import (  # noqa: E402 - bench/ is on sys.path when run as a script
     PublishSpec,
     SubscribeSpec,
@@ -52,7 +54,13 @@ from loadgen import (  # noqa: E402 - bench/ is on sys.path when run as a script
     worker_main,
 )
 
-from gateway.auth.devidp import load_signing_key, mint_token, write_dev_keys  # noqa: E402
+from gateway.auth.devidp import (  # noqa: E402
+    SigningKey,
+    load_signing_key,
+    mint_token,
+    public_jwk,
+    write_dev_keys,
+)
 from gateway.certs import make_dev_certs  # noqa: E402
 
 PATHS = ("direct", "bare", "gateway")
@@ -93,14 +101,43 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: floa
 # -- the servers under test ---------------------------------------------------------
 
 
+def write_rsa_keys(out: Path) -> dict[str, Path]:
+    """An RS256 (RSA 2048) signing key and its JWKS, like ``write_dev_keys`` does for ES256."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    paths = {"private": out / "rsa-signing.pem", "jwks": out / "rsa-jwks.json"}
+    fd = os.open(paths["private"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    paths["jwks"].write_text(json.dumps({"keys": [public_jwk(key)]}))
+    return paths
+
+
+def gateway_name(workers: int, first: bool) -> str:
+    """``gateway`` for the first (reference) worker count, ``gateway-wN`` for the others."""
+    return "gateway" if first else f"gateway-w{workers}"
+
+
 @dataclass
 class Servers:
-    """Mosquitto, the bare relay and the gateway, in one temporary directory."""
+    """Mosquitto, the bare relay and the gateway(s), in one temporary directory."""
 
     workdir: Path
     server_cpus: tuple[int, ...] | None
     direct_ws: bool = False
     uvloop: bool = False
+    # One gateway per entry (``mqttgate serve --workers N``); the first is "gateway".
+    gateway_workers: tuple[int, ...] = (1,)
+    rsa: bool = False  # RS256 tokens (connect.py) instead of ES256
+    start_bare: bool = True
+    mosquitto_tls_tcp: bool = False  # an MQTT-over-TLS listener too (connect baseline)
+    gateway_limits: str = ""  # extra lines for the gateway's [limits] table
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -108,13 +145,22 @@ class Servers:
     def certs(self) -> Path:
         return self.workdir / "certs"
 
+    @property
+    def gateways(self) -> list[str]:
+        return [gateway_name(n, i == 0) for i, n in enumerate(self.gateway_workers)]
+
     def start(self) -> None:
         make_dev_certs(self.certs)
-        self.idp = write_dev_keys(self.workdir / "idp")
-        self.signing_key = load_signing_key(self.idp["private"])
+        if self.rsa:
+            self.idp = write_rsa_keys(self.workdir / "idp")
+        else:
+            self.idp = write_dev_keys(self.workdir / "idp")
+        self.signing_key: SigningKey = load_signing_key(self.idp["private"])
         self._start_mosquitto()
-        self._start_bare_relay()
-        self._start_gateway()
+        if self.start_bare:
+            self._start_bare_relay()
+        for i, n in enumerate(self.gateway_workers):
+            self._start_gateway(gateway_name(n, i == 0), n)
 
     def _spawn(self, name: str, argv: list[str], log: Path, port: int) -> None:
         with log.open("ab") as fh:
@@ -153,6 +199,16 @@ class Servers:
             ws = free_port()
             self.ports["direct-ws"] = ws
             lines += [f"listener {ws} lo", "protocol websockets"]
+        if self.mosquitto_tls_tcp:
+            tls = free_port()
+            self.ports["mosquitto_tls"] = tls
+            lines += [
+                f"listener {tls} 127.0.0.1",
+                "protocol mqtt",
+                f"certfile {self.certs / 'server.pem'}",
+                f"keyfile {self.certs / 'server.key'}",
+                "tls_version tlsv1.3",
+            ]
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -193,6 +249,7 @@ url = "mqtt://127.0.0.1:{self.ports["mosquitto_tcp"]}"
 
 [limits]
 shutdown_grace_s = 2.0
+{self.gateway_limits}
 
 [admin]
 enabled = false
@@ -211,19 +268,28 @@ policy = "{policy}"
 watch = false
 """
 
-    def _start_gateway(self) -> None:
+    def _start_gateway(self, name: str, workers: int) -> None:
         port = free_port()
-        self.ports["gateway"] = port
-        conf = self.workdir / "gateway.toml"
+        self.ports[name] = port
+        conf = self.workdir / f"{name}.toml"
         conf.write_text(self.gateway_config(port))
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(conf)]
-        self._spawn("gateway", argv, self.workdir / "gateway.log", port)
+        argv += ["--workers", str(workers)]
+        self._spawn(name, argv, self.workdir / f"{name}.log", port)
+        if workers > 1:
+            # The supervisor's children bind the port one by one: wait for all of them.
+            deadline = time.monotonic() + 15
+            while len(process_tree(self.procs[name].pid)) < workers + 1:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name}: fewer than {workers} workers started")
+                time.sleep(0.05)
+            time.sleep(1.0)
 
     def target(self, path: str, role: str, pairs: int) -> Target:
         ca = str(self.certs / "ca.pem")
         if path == "direct-ws":
             return Target(f"ws://127.0.0.1:{self.ports[path]}/mqtt")
-        if path != "gateway":
+        if not path.startswith("gateway"):
             return Target(f"wss://127.0.0.1:{self.ports[path]}/mqtt", ca)
         tokens = tuple(
             mint_token(self.signing_key, subject=f"bench-{role}-{i}", ttl_s=3600)
@@ -235,7 +301,7 @@ watch = false
         """py-spy on the gateway and the bare relay until they exit (``--profile``)."""
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         spies = []
-        for name in ("gateway", "bare"):
+        for name in [n for n in ("gateway", "bare") if n in self.procs]:
             out = self.workdir / f"{name}.pyspy.txt"
             argv = [spy, "record", "--format", "raw", "--idle", "--nonblocking", "--rate", "250"]
             argv += ["-o", str(out), "-p", str(self.procs[name].pid)]
@@ -244,7 +310,7 @@ watch = false
         return spies
 
     def stop(self) -> None:
-        for name in ("gateway", "bare", "mosquitto"):
+        for name in (*self.gateways, "bare", "mosquitto"):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue
@@ -262,7 +328,37 @@ watch = false
         return 0
 
     def cpu_seconds(self) -> dict[str, float]:
-        return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
+        """CPU seconds per server, its worker processes included (``--workers N``)."""
+        return {
+            name: sum(cpu_seconds(p) for p in process_tree(proc.pid))
+            for name, proc in self.procs.items()
+        }
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc; the gateway's workers are its children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of one process in KiB (from /proc/PID/status; 0 if gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -474,12 +570,13 @@ def report(results: list[Result], paths: Sequence[str]) -> str:
     if unpaced:
         header = ["qos", "pairs", *(f"{p} msg/s" for p in paths)]
         ratio_cols = [("gateway", "direct"), ("bare", "direct"), ("gateway", "bare")]
+        ratio_cols += [(p, "gateway") for p in paths if p.startswith("gateway-w")]
         ratio_cols = [(a, b) for a, b in ratio_cols if a in paths and b in paths]
         header += [f"{a}/{b}" for a, b in ratio_cols]
         header += [f"{p} p50/p99 ms" for p in paths]
-        relays = [p for p in ("bare", "gateway") if p in paths]
+        relays = [p for p in paths if p == "bare" or p.startswith("gateway")]
         header += [f"{p} CPU µs/msg" for p in relays]
-        header += ["lost " + "/".join(p[0] for p in paths)]
+        header += ["lost " + "/".join(_initial(p) for p in paths)]
         rows = []
         for qos, pairs in unpaced:
             rs = {p: by_key.get((False, qos, pairs, p)) for p in paths}
@@ -500,7 +597,7 @@ def report(results: list[Result], paths: Sequence[str]) -> str:
         header += [f"{p} p50/p99 ms" for p in paths]
         extra = [p for p in ("gateway", "bare") if p in paths and "direct" in paths]
         header += [f"{p}-direct p99 ms" for p in extra]
-        header += ["lost " + "/".join(p[0] for p in paths)]
+        header += ["lost " + "/".join(_initial(p) for p in paths)]
         rows = []
         for qos, pairs in paced:
             rs = {p: by_key.get((True, qos, pairs, p)) for p in paths}
@@ -515,6 +612,10 @@ def report(results: list[Result], paths: Sequence[str]) -> str:
         rate = next(r.scenario.rate for r in results if r.scenario.paced)
         parts.append(f"Latency (paced, {rate:,.0f} msgs/s in total)\n" + _table(header, rows))
     return "\n\n".join(parts)
+
+
+def _initial(path: str) -> str:
+    return path[0] + path.rpartition("-w")[2] if path.startswith("gateway-w") else path[0]
 
 
 def _cpu_per_msg(r: Result | None, process: str) -> str:
@@ -548,6 +649,18 @@ def busy_cpus(seconds: float = 1.0) -> float:
         busy1, total1 = sample()
         return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
     return float("nan")
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+def uvloop_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def revision() -> str:
@@ -614,6 +727,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-throughput", action="store_true")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=[*PATHS, "direct-ws"])
     p.add_argument("--direct-ws", action="store_true", help="add plain ws to Mosquitto")
+    p.add_argument(
+        "--gateway-workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="mqttgate serve --workers N; several: one gateway each (gateway, gateway-wN)",
+    )
     p.add_argument("--procs", type=int, default=1, help="publisher (and subscriber) processes")
     p.add_argument(
         "--pin",
@@ -644,6 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     busy = busy_cpus(0.5)
+    load0 = load_average()
     if busy > 0.2:
         print(
             f"warning: {busy:.1f} CPUs are busy with something else before the benchmark "
@@ -655,11 +776,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pin == "split" and len(cpus) >= 2:
         server_cpus, load_cpus = (cpus[0],), tuple(cpus[1:])
     workdir = Path(tempfile.mkdtemp(prefix="mqttgate-bench-"))
-    servers = Servers(workdir, server_cpus, direct_ws="direct-ws" in args.paths, uvloop=args.uvloop)
+    servers = Servers(
+        workdir,
+        server_cpus,
+        direct_ws="direct-ws" in args.paths,
+        uvloop=args.uvloop,
+        gateway_workers=tuple(args.gateway_workers),
+        start_bare="bare" in args.paths,
+    )
     workers = Workers(args.procs, load_cpus)
     results: list[Result] = []
     spies: list[subprocess.Popen[bytes]] = []
     paths = [p for p in (*PATHS, "direct-ws") if p in args.paths]
+    if "gateway" in paths:
+        paths += servers.gateways[1:]
     try:
         servers.start()
         workers.start()
@@ -687,7 +817,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spy.wait(15)
     print(f"machine: {machine()}")
-    print(f"gateway revision: {revision()}, CPUs busy before start: {busy:.2f}")
+    print(
+        f"gateway revision: {revision()}, CPUs busy before start: {busy:.2f}, "
+        f"load average at start {load0}, gateway --workers {args.gateway_workers}, "
+        f"uvloop installed: {uvloop_installed()}"
+    )
     print(
         f"payload 64 B, MQTT 3.1.1, unpaced {args.messages} msgs/pair (cap {args.seconds:g} s), "
         f"load generator processes: {args.procs} pub + {args.procs} sub, pin: {args.pin}"
