@@ -8,6 +8,7 @@ binding holds ``[admin] role``. Health, readiness and metrics stay open on the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -127,7 +128,8 @@ async def put_policy(request: web.Request, who: str) -> web.Response:
         return _problem(413, "policy too large")
     try:
         text = body.decode("utf-8")
-        policy = policy_from_text(text, "PUT /admin/policy")
+        # Off the event loop: 100,000 rules take seconds to compile (bench/README.md ACL).
+        policy = await asyncio.to_thread(policy_from_text, text, "PUT /admin/policy")
     except UnicodeDecodeError:
         return _problem(400, "the body is not UTF-8")
     except PolicyError as exc:

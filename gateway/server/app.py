@@ -269,7 +269,8 @@ class Gateway:
         try:
             if text is None:
                 raise OSError(f"cannot read {self.policy_path}")
-            policy = policy_from_text(text, str(self.policy_path))
+            # Off the event loop: a large policy compiles for seconds; traffic goes on.
+            policy = await asyncio.to_thread(policy_from_text, text, str(self.policy_path))
         except (PolicyError, OSError) as exc:
             log(
                 logger,
