@@ -138,6 +138,9 @@ class Servers:
     start_bare: bool = True
     mosquitto_tls_tcp: bool = False  # an MQTT-over-TLS listener too (connect baseline)
     gateway_limits: str = ""  # extra lines for the gateway's [limits] table
+    # Python run in the gateway process before it starts (--workers 1 only): experiments
+    # such as idle.py --ssl-read-buffer, never the figures of record.
+    gateway_prelude: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -274,6 +277,9 @@ watch = false
         conf = self.workdir / f"{name}.toml"
         conf.write_text(self.gateway_config(port))
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(conf)]
+        if self.gateway_prelude:
+            code = f"{self.gateway_prelude}\nfrom gateway.cli import main\nraise SystemExit(main())"
+            argv[1:3] = ["-c", code]
         argv += ["--workers", str(workers)]
         self._spawn(name, argv, self.workdir / f"{name}.log", port)
         if workers > 1:
