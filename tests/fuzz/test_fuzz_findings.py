@@ -33,15 +33,6 @@ def test_every_known_bug_has_its_test() -> None:
     assert names <= set(globals())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway bug: a connected v5 client that sends a second CONNECT naming an unsupported "
-        "protocol level (MQTT/7) gets DISCONNECT 0x84, a CONNACK-only code not allowed in "
-        "DISCONNECT (MQTT 5 spec 3.14.2.1); a second CONNECT is a Protocol Error (3.1.0-2), "
-        "so it must be DISCONNECT 0x82. session._drain_client passes exc.reason_code through"
-    ),
-)
 def test_second_connect_with_unknown_level_is_a_protocol_error() -> None:
     h = SessionHarness()
     h.connect_prefix(5)
