@@ -81,6 +81,41 @@ MQTT31_MAX_CLIENT_ID = 23
 # lets it) that the session holds unread; past that the client is flooding.
 EARLY_DATA_SLACK = 64 * 1024
 
+# MQTT 5 spec 3.14.2.1: the reason codes a DISCONNECT may carry.
+DISCONNECT_REASON_CODES = frozenset(
+    {
+        0x00,
+        0x04,
+        0x80,
+        0x81,
+        0x82,
+        0x83,
+        0x87,
+        0x89,
+        0x8B,
+        0x8D,
+        0x8E,
+        0x8F,
+        0x90,
+        0x93,
+        0x94,
+        0x95,
+        0x96,
+        0x97,
+        0x98,
+        0x99,
+        0x9A,
+        0x9B,
+        0x9C,
+        0x9D,
+        0x9E,
+        0x9F,
+        0xA0,
+        0xA1,
+        0xA2,
+    }
+)
+
 # Decisions a session remembers (core/session.py _decisions): enough for the hot topics
 # of any client; a client cycling through more topics just pays the policy's own cache.
 DECISION_CACHE_SIZE = 1024
@@ -1151,6 +1186,10 @@ class Session:
 
     def _disconnect_client(self, step: Step, reason_code: int, reason: str) -> None:
         """Close with a v5 DISCONNECT carrying ``reason_code``; v3.1.1 just closes."""
+        if reason_code not in DISCONNECT_REASON_CODES:
+            # A code that only CONNACK may carry (0x84 for a second CONNECT naming an
+            # unknown level, say): a DISCONNECT says Protocol Error instead.
+            reason_code = ReasonCode.PROTOCOL_ERROR
         if self.protocol_level == MQTT_5 and self.state is SessionState.CONNECTED:
             step.to_client.append(encode(Disconnect(reason_code), MQTT_5))
         ws_code = WS_PROTOCOL_ERROR if reason_code in (0x81, 0x82) else WS_POLICY_VIOLATION
