@@ -119,11 +119,9 @@ class InvariantViolation(AssertionError):
 # The CI run skips inputs that hit only these (so that it keeps looking for new ones); when
 # the lead fixes one, its xfail test passes, fails as strict, and the entry goes. Set
 # FUZZ_STRICT=1 to report them anyway.
-KNOWN_GATEWAY_BUGS: dict[str, str] = {
-    "reason code 0x84 not allowed in DISCONNECT": (
-        "test_fuzz_findings.py::test_second_connect_with_unknown_level_is_a_protocol_error"
-    ),
-}
+# Fixed: "reason code 0x84 not allowed in DISCONNECT" (a second CONNECT naming an unknown
+# level), now the regression test_second_connect_with_unknown_level_is_a_protocol_error.
+KNOWN_GATEWAY_BUGS: dict[str, str] = {}
 
 
 def known_bug(exc: BaseException) -> str | None:
