@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -58,6 +60,20 @@ from relay import (  # noqa: E402
 
 from gateway.auth.devidp import mint_token  # noqa: E402
 
+# SIGUSR2 writes the gateway's Python allocation sites (by line, biggest first); the
+# driver sends it while the connections are held (--tracemalloc).
+TRACEMALLOC_PRELUDE = """
+import signal, tracemalloc
+tracemalloc.start(1)
+def _dump(*_):
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    total = sum(s.size for s in stats)
+    with open("{out}", "w") as fh:
+        fh.write(f"traced total {{total / 1024:.0f}} KiB\\n")
+        for s in stats[:25]:
+            fh.write(f"{{s.size / 1024:10.0f}} KiB {{s.count:8d}} {{s.traceback}}\\n")
+signal.signal(signal.SIGUSR2, _dump)
+"""
 TARGET_KB = 50.0  # issue 7: KB per idle authenticated connection
 SETTLE_S = 2.0  # after the last CONNACK, before reading VmRSS
 
@@ -176,6 +192,9 @@ def hold(
         open_s = time.monotonic() - started
         time.sleep(SETTLE_S)
         held, broker_held = tree_rss(server), rss_kib(broker)
+        if args.tracemalloc and path == "gateway":
+            os.kill(server, signal.SIGUSR2)
+            time.sleep(3.0)
     finally:
         for _, c in holders:
             with contextlib.suppress(OSError):
@@ -205,6 +224,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="experiment: set asyncio's SSLProtocol.max_size (256 KiB in 3.11) in the gateway",
     )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="experiment: trace Python allocations in the gateway; top sites while held",
+    )
     p.add_argument("--hold-s", type=float, default=300.0, help="cap on opening + holding")
     p.add_argument("--json", type=Path)
     p.add_argument("--keep", action="store_true")
@@ -221,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # CPython 3.11's asyncio.sslproto allocates bytearray(max_size), zero-filled, for
         # every TLS connection: 256 KiB of resident memory each.
         prelude = f"import asyncio.sslproto as p; p.SSLProtocol.max_size = {args.ssl_read_buffer}"
+    if args.tracemalloc:
+        prelude += TRACEMALLOC_PRELUDE.format(out=workdir / "tracemalloc.txt")
     servers = Servers(
         workdir,
         None,
@@ -281,6 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(
             json.dumps([{**asdict(r), "kb_per_conn": r.kb_per_conn} for r in results], indent=1)
         )
+    trace = workdir / "tracemalloc.txt"
+    if trace.exists():
+        print()
+        print(trace.read_text())
     if args.keep:
         print(f"kept {workdir}")
     else:
