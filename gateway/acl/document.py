@@ -238,6 +238,7 @@ def _check_rule(raw: dict[str, Any], i: int, c: _Collector) -> Rule | None:
         principal=raw.get("principal"),
         share_group=group,
         description=raw.get("description"),
+        retained_ttl_s=raw.get("retained_ttl_s"),
     )
 
 

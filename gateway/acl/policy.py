@@ -88,6 +88,7 @@ class Policy:
         "_identity_cache_size",
         "_index",
         "_lock",
+        "_retained_ttls",
         "default_action",
         "description",
         "rules",
@@ -108,6 +109,9 @@ class Policy:
         self.version = document.version
         self.default_action: r.Verdict = document.default_action
         self.rules: tuple[Rule, ...] = document.rules
+        self._retained_ttls: dict[str, int] = {
+            r.id: r.retained_ttl_s for r in document.rules if r.retained_ttl_s is not None
+        }
         self.description = document.description
         self.warnings = warnings
         self._index = CompiledIndex.build(document.rules)
@@ -118,6 +122,12 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"<Policy {self.source} {self.version} rules={len(self.rules)}>"
+
+    def retained_ttl(self, rule_id: str | None) -> int | None:
+        """The ``retained_ttl_s`` of the rule that granted a publish, if it sets one."""
+        if rule_id is None or not self._retained_ttls:
+            return None
+        return self._retained_ttls.get(rule_id)
 
     # -- public decisions ---------------------------------------------------------
 

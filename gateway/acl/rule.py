@@ -163,6 +163,8 @@ class Rule:
     principal: str | None
     share_group: Template | None
     description: str | None = None
+    # Retained messages this (allow) rule admits live at most this long (issue 10).
+    retained_ttl_s: int | None = None
 
     @property
     def variables(self) -> tuple[str, ...]:

@@ -781,11 +781,15 @@ class Session:
         if d.allowed:
             dp = self.protection
             broker_topic = self.mount.topic_up(topic) if self.mount is not None else topic
+            rule_ttl = self.policy.retained_ttl(d.rule_id) if packet.retain else None
             if dp is not None and (
                 dp.protector.applies(broker_topic)
-                or (packet.retain and dp.retention.ttl_for(broker_topic) is not None)
+                or (
+                    packet.retain
+                    and (rule_ttl is not None or dp.retention.ttl_for(broker_topic) is not None)
+                )
             ):
-                if not self._protected_publish(packet, broker_topic, step):
+                if not self._protected_publish(packet, broker_topic, step, rule_ttl):
                     return
             elif self.mount is not None:
                 props = packet.properties.without(PropertyId.TOPIC_ALIAS)
@@ -804,7 +808,9 @@ class Session:
             return
         self._refuse_publish(packet, step, d)
 
-    def _protected_publish(self, packet: Publish, broker_topic: str, step: Step) -> bool:
+    def _protected_publish(
+        self, packet: Publish, broker_topic: str, step: Step, rule_ttl: int | None = None
+    ) -> bool:
         """Seal and bound the lifetime of an allowed PUBLISH (issue 10); False when it is
         refused instead (no key to seal with: nothing goes upstream in clear)."""
         assert self.protection is not None
@@ -812,7 +818,7 @@ class Session:
         if self.mount is not None:
             props = _mount_response_topic(props, self.mount.topic_up)
         out = dataclasses.replace(packet, topic=broker_topic, properties=props)
-        result = self.protection.to_upstream(out, self.org, self._level())
+        result = self.protection.to_upstream(out, self.org, self._level(), rule_ttl)
         if isinstance(result, SealFailure):
             d = self._limit_decision("seal_" + result.reason)
             self._audit_decision(step, "publish", packet.topic, packet.qos, packet.retain, d)

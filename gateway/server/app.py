@@ -84,7 +84,7 @@ class Gateway:
         self.audit_pipeline = AuditPipeline(config.audit)
         self.decision_stream = DecisionStream(on_change=self.viewers_changed)
         self.role: WorkerRole | None = role_from_env()
-        self.protection = _build_protection(config)
+        self.protection: DataProtection = _build_protection(config)
         from gateway.fleet.control import control_topic_predicate
 
         # Always on, fleet or not: it also guards the gateway's whole $mqttgate namespace.
@@ -100,6 +100,7 @@ class Gateway:
 
             self.fleet = FleetPolicySync(self, config.fleet)
         self.sweeper = _build_sweeper(config, self.upstream_password, self.upstream_ssl)
+        self._sweeper_started = False
         self.tenants = TenantPolicies(config) if config.tenancy.enabled else None
         self.accepting = True
         self.upstream_ok: bool | None = None
@@ -112,6 +113,18 @@ class Gateway:
 
     def note_upstream(self, ok: bool) -> None:
         self.upstream_ok = ok
+
+    async def sweeper_for_rules(self) -> RetentionSweeper:
+        """The retention sweeper, started the first time a policy rule's TTL needs it."""
+        if self.sweeper is None:
+            self.sweeper = _build_sweeper(
+                self.config, self.upstream_password, self.upstream_ssl, now=True
+            )
+            assert self.sweeper is not None
+        if not self._sweeper_started:
+            self._sweeper_started = True
+            await self.sweeper.start()
+        return self.sweeper
 
     def upgrade_refused(self, reason: str, remote: str | None) -> None:
         """A token on the WebSocket upgrade was refused (HTTP 401/429/503): audited and
@@ -315,6 +328,7 @@ class Gateway:
         await self.authenticator.start()
         if self.sweeper is not None:
             await self.sweeper.start()
+            self._sweeper_started = True
         if self.rest is not None:
             await self.rest.start()
         if self.fleet is not None:
@@ -423,7 +437,7 @@ class Gateway:
         if self.rest is not None:
             await self.rest.stop()
         await self.authenticator.close()
-        if self.sweeper is not None:
+        if self.sweeper is not None and self._sweeper_started:
             await self.sweeper.stop()
         # Last: every decision made during the drain is in the log and exported.
         await self.audit_pipeline.shutdown()
@@ -491,11 +505,10 @@ async def run_until_signalled(gateway: Gateway) -> None:
     await gateway.stop()
 
 
-def _build_protection(config: GatewayConfig) -> DataProtection | None:
-    """Encryption and retention when configured (issue 10); None costs nothing per message."""
+def _build_protection(config: GatewayConfig) -> DataProtection:
+    """Encryption and retention (issue 10). Always built: a policy rule may set a
+    retained TTL at any time; with nothing configured a PUBLISH costs one cached lookup."""
     prot = config.protection
-    if not prot.encrypt and not prot.retain:
-        return None
     from gateway.protection.keyring import load_keyring
     from gateway.protection.publish import DataProtection
 
@@ -503,11 +516,12 @@ def _build_protection(config: GatewayConfig) -> DataProtection | None:
 
 
 def _build_sweeper(
-    config: GatewayConfig, password: bytes | None, tls: ssl.SSLContext | None
+    config: GatewayConfig, password: bytes | None, tls: ssl.SSLContext | None, *, now: bool = False
 ) -> RetentionSweeper | None:
     """The retention sweeper clears expired retained messages as the gateway's own
-    client (its upstream credentials); only needed when TTLs are configured."""
-    if not config.protection.retain:
+    client (its upstream credentials). Built at start when [protection] sets TTLs, or
+    (``now``) when a policy rule's TTL first needs it."""
+    if not config.protection.retain and not now:
         return None
     from gateway.protection.broker import BrokerParams
     from gateway.protection.sweeper import RetentionSweeper

@@ -212,8 +212,8 @@ class ClientConnection:
             elif isinstance(action, Reauthenticate):
                 await self._reauthenticate(action)
             elif isinstance(action, RetainedStored):
-                if self.gateway.sweeper is not None:
-                    self.gateway.sweeper.record(action.topic, action.org, action.ttl_s)
+                sweeper = await self.gateway.sweeper_for_rules()
+                sweeper.record(action.topic, action.org, action.ttl_s)
             elif isinstance(action, RetainedCleared):
                 if self.gateway.sweeper is not None:
                     self.gateway.sweeper.forget(action.topic)

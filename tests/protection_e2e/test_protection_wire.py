@@ -196,3 +196,55 @@ def test_offline_queue_holds_ciphertext(gw: GatewayThread, broker: Mosquitto, ve
     back.connect(properties=props)
     assert back.expect().payload == b"queued secret"
     back.disconnect()
+
+
+def test_policy_rule_sets_retained_ttl(
+    gateway_factory: GatewayFactory, broker: Mosquitto, tmp_path: Path
+) -> None:
+    """A rule's retained_ttl_s: v5 gets a Message Expiry Interval, v3.1.1 is swept."""
+    import json
+
+    policy = json.dumps(
+        {
+            "version": "2.0",
+            "default_action": "deny",
+            "rules": [
+                {
+                    "id": "short",
+                    "topic": "ttl/#",
+                    "action": "all",
+                    "effect": "allow",
+                    "retain": True,
+                    "retained_ttl_s": 1,
+                },
+            ],
+        }
+    )
+    gw = gateway_factory(
+        policy=policy,
+        extra=(f'[protection]\nsweeper_db = "{tmp_path / "r.sqlite"}"\nsweep_interval_s = 0.2\n'),
+    )
+    t = f"ttl/{uuid.uuid4().hex[:8]}"
+    with BrokerSpy(broker.port, "$none"):
+        pub5 = gw.client(version=5)
+        pub5.connect()
+        pub5.publish(f"{t}/v5", b"x", 1, retain=True)
+        pub3 = gw.client(version=4)
+        pub3.connect()
+        pub3.publish(f"{t}/v3", b"x", 1, retain=True)
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        time.sleep(0.4)
+        probe = gw.client(version=4)
+        probe.connect()
+        probe.subscribe(f"{t}/#", 1)
+        try:
+            probe.expect(timeout=0.3)
+        except queue.Empty:
+            probe.disconnect()
+            break
+        probe.disconnect()
+    else:
+        raise AssertionError("retained messages outlived the rule's TTL")
+    pub5.disconnect()
+    pub3.disconnect()
