@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from gateway import __version__
 from gateway.audit import attributes as attr
 from gateway.audit.config import AuditConfig, otlp_settings, service_name, span_queue_size
-from gateway.audit.exporters import metric_exporter, span_exporter
+from gateway.audit.exporters import CountingSpanExporter, metric_exporter, span_exporter
 from gateway.audit.logfile import RotatingJsonLog
 from gateway.audit.metrics import AuditMetrics
 from gateway.audit.prometheus import CONTENT_TYPE
@@ -63,8 +63,10 @@ class AuditPipeline:
         resource = Resource.create({SERVICE_NAME: service_name(config, environ)})
 
         exporters = list(span_exporters)
+        self._otlp_exporter: CountingSpanExporter | None = None
         if self.otlp is not None:
-            exporters.append(span_exporter(self.otlp))
+            self._otlp_exporter = CountingSpanExporter(span_exporter(self.otlp))
+            exporters.append(self._otlp_exporter)
         self.tracer_provider: TracerProvider | None = None
         self._processors: list[BatchSpanProcessor] = []
         self._resource = resource
@@ -178,11 +180,17 @@ class AuditPipeline:
 
     def prometheus_text(self) -> bytes:
         failing = 1 if self.log_failing else 0
-        return self.metrics.prometheus_text() + (
+        failed = self._otlp_exporter.failed if self._otlp_exporter is not None else 0
+        extra = (
             "# HELP mqttgate_audit_log_failing 1 while the audit log cannot be written.\n"
             "# TYPE mqttgate_audit_log_failing gauge\n"
             f"mqttgate_audit_log_failing {failing}\n"
-        ).encode()
+            "# HELP mqttgate_audit_spans_failed_total Spans the OTLP exporter could not "
+            "deliver (the audit log still has every record).\n"
+            "# TYPE mqttgate_audit_spans_failed_total counter\n"
+            f"mqttgate_audit_spans_failed_total {failed}\n"
+        )
+        return self.metrics.prometheus_text() + extra.encode()
 
     @property
     def dropped(self) -> int:

@@ -292,6 +292,17 @@ class Gateway:
                 error=str(exc),
                 cause=cause,
             )
+            # Audited too: a policy change that did not happen is a compliance event.
+            self.audit_pipeline.decision(
+                DecisionRecord(
+                    action="policy_reload",
+                    topic=str(self.policy_path),
+                    verdict="deny",
+                    reason="policy_invalid",
+                    policy_version=self.policy.version,
+                    client_id=cause,
+                )
+            )
             return False
         if policy.version != self.policy.version:
             await self.activate_policy(policy, text, cause=cause)

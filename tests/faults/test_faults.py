@@ -171,14 +171,6 @@ async def test_otlp_collector_down_data_path_and_log_unaffected(
     assert sum(1 for x in decisions if x["verdict"] == "deny") == 25
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway missing feature: spans the OTLP exporter fails to deliver (collector down) "
-        "are not counted; /metrics has only mqttgate_audit_records_dropped_total (audit "
-        "queue), no counter of dropped/failed spans (issue 9, item 4)"
-    ),
-)
 async def test_otlp_collector_down_dropped_spans_are_counted(
     gateway_factory: GatewayFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,14 +213,6 @@ async def test_policy_file_corrupted_on_reload_keeps_the_active_policy(
         assert await published(w, f"other/{u}", 2) == REFUSED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway missing feature: a failed policy reload (corrupted file) is only logged; "
-        "no audit record is written (Gateway.reload_policy has no audit call; issue 9, item 4 "
-        "wants it logged and audited)"
-    ),
-)
 async def test_policy_file_corrupted_on_reload_is_audited(
     gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:
