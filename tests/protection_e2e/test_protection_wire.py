@@ -248,3 +248,38 @@ def test_policy_rule_sets_retained_ttl(
         raise AssertionError("retained messages outlived the rule's TTL")
     pub5.disconnect()
     pub3.disconnect()
+
+
+def test_retention_survives_a_gateway_restart(
+    gateway_factory: GatewayFactory, broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The schedule is in SQLite: a clear that falls due while the gateway is down
+    happens when it is back."""
+    db = tmp_path / "restart.sqlite"
+    extra = (
+        f'[protection]\nsweeper_db = "{db}"\nsweep_interval_s = 0.2\n'
+        '[[protection.retain]]\ntopics = ["linger/#"]\nretained_ttl_s = 2\n'
+    )
+    first = gateway_factory(extra=extra)
+    t = f"linger/{uuid.uuid4().hex[:8]}"
+    pub = first.client(version=4)
+    pub.connect()
+    pub.publish(t, b"remember me", 1, retain=True)
+    pub.disconnect()
+    first.stop()  # down before the TTL passes
+    time.sleep(2.2)
+    probe_direct = BrokerSpy(broker.port, t)
+    assert [p for _, p, _ in probe_direct.seen(0.5)] == [b"remember me"]  # still there
+    probe_direct.close()
+    second = gateway_factory(extra=extra)  # same schedule file
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        probe = BrokerSpy(broker.port, t)
+        seen = probe.seen(0.3)
+        probe.close()
+        if not seen:
+            break
+    else:
+        raise AssertionError("the restarted gateway did not clear the due retained message")
+    assert second.gateway is not None
