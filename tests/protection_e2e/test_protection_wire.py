@@ -94,6 +94,8 @@ def test_forged_and_replayed_ciphertext_dropped(gw: GatewayThread, broker: Mosqu
         spy.publish(f"{t}/a", sealed[:-1] + bytes([sealed[-1] ^ 1]), 1)
         sub.expect_none(1.0)
     assert gw.gateway is not None
+    # Each of the three was dropped and audited as a refused delivery.
+    assert gw.gateway.audit_pipeline.metrics.decisions.get(("delivery", "deny"), 0) >= 3
     pub.disconnect()
     sub.disconnect()
 
