@@ -392,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir,
         None,
         rsa=True,
+        uvloop=uvloop_installed(),  # the bare relay on uvloop too when the gateway is
         start_bare="bare" in args.paths,
         mosquitto_tls_tcp="mosquitto-tls" in args.paths,
         gateway_limits=GATEWAY_LIMITS,
