@@ -240,15 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--connect-count", type=int, default=1500)
     p.add_argument("--acl-sizes", type=int, nargs="+", default=[10, 10_000])
     p.add_argument("--relay-messages", type=int, default=20_000, help="per pair, quick relay")
+    p.add_argument(
+        "--relay-repeat", type=int, default=2, help="interleaved relay rounds (median; 2)"
+    )
     p.add_argument("--no-scaling", action="store_true")
     args = p.parse_args(argv)
     started = time.monotonic()
     load0 = load_average()
-    relay = run_script(
-        "relay.py",
-        ["--quick", "--messages", str(args.relay_messages), "--pairs", "1"],
-        timeout=300,
-    )
+    relay_args = ["--quick", "--messages", str(args.relay_messages), "--pairs", "1"]
+    relay = run_script("relay.py", [*relay_args, "--repeat", str(args.relay_repeat)], 300)
     scaling = None
     if not args.no_scaling:
         scaling = run_script("relay.py", [*SCALING_ARGS, str(args.relay_messages)], timeout=300)
