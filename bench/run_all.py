@@ -162,7 +162,7 @@ def connect_rows(results: list[dict[str, Any]] | None) -> list[Row]:
                 f"{r['rate']:,.0f}/s measured; {per_core:,.0f}/s per busy core "
                 f"({r['server_cpu_ms']:.2f} ms CPU)",
                 r["rate"] / 500.0,
-                "measured rate is bound by the client on 2 cores",
+                "per busy core = 1 / gateway CPU per connection",
             )
         )
     return rows
