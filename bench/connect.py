@@ -221,7 +221,6 @@ async def _connect_loop(spec: ConnectSpec) -> dict[str, Any]:
     errors: dict[str, int] = {}
     next_index = 0
     deadline = time.monotonic() + spec.seconds
-    closing: set[asyncio.StreamWriter] = set()
 
     async def connector() -> None:
         nonlocal next_index
@@ -240,9 +239,6 @@ async def _connect_loop(spec: ConnectSpec) -> dict[str, Any]:
                 continue
             latencies.append(time.perf_counter_ns() - t0)
             close_session(writer, spec.endpoint)
-            closing.add(writer)
-            if len(closing) > 256:
-                closing.clear()
 
     t0 = time.perf_counter()
     await asyncio.gather(*(connector() for _ in range(spec.concurrency)))

@@ -178,7 +178,8 @@ def hold(
         proc = ctx.Process(target=holder_main, args=(child, spec), daemon=True)
         proc.start()
         holders.append((proc, parent))
-    opened, errors = 0, {}
+    opened = 0
+    errors: dict[str, int] = {}
     try:
         for _, c in holders:
             if not c.poll(args.hold_s):

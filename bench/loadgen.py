@@ -351,10 +351,11 @@ async def run_subscribers(spec: SubscribeSpec, conn: Connection) -> dict[str, An
                 asyncio.create_task(_subscriber(ws, t, spec.qos, d))
                 for ws, t, d in zip(conns, tallies, done_events, strict=True)
             ]
-            all_done = asyncio.gather(*(d.wait() for d in done_events))
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({all_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (*tasks, all_done, stopped):
+            all_done: asyncio.Future[list[bool]] = asyncio.gather(*(d.wait() for d in done_events))
+            stopped: asyncio.Future[bool] = asyncio.create_task(stop.wait())
+            pending: set[asyncio.Future[Any]] = {all_done, stopped}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in (*tasks, *pending):
                 task.cancel()
             for ws in conns:
                 if not ws.closed:

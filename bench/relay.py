@@ -37,6 +37,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -402,8 +403,8 @@ class Workers:
 
     procs: int
     cpus: tuple[int, ...] | None
-    pubs: list[tuple[mp.Process, Connection]] = field(default_factory=list)
-    subs: list[tuple[mp.Process, Connection]] = field(default_factory=list)
+    pubs: list[tuple[BaseProcess, Connection]] = field(default_factory=list)
+    subs: list[tuple[BaseProcess, Connection]] = field(default_factory=list)
 
     def start(self) -> None:
         ctx = mp.get_context("spawn")
