@@ -89,6 +89,10 @@ class ClientConnection:
         self.session.protection = gateway.protection
         self._on_audit = on_audit
         self._reader: asyncio.StreamReader | None = None
+        # Upstream writes of one event-loop turn, coalesced (issue 7, item 2).
+        self._up_pending: list[bytes] = []
+        self._up_pending_bytes = 0
+        self._up_flush_scheduled = False
         self._writer: asyncio.StreamWriter | None = None
         self._upstream_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -253,13 +257,34 @@ class ClientConnection:
             await self.ws.send_bytes(data)
 
     async def _write_upstream(self, data: bytes) -> None:
+        """Queue bytes for the broker; they go out in one write at the end of this turn of
+        the event loop, together with whatever else the client's frames produced in it
+        (no timer: ``call_soon`` runs before the loop next waits for I/O)."""
         writer = self._writer
         if writer is None or writer.is_closing():
             return
-        writer.write(data)
-        if writer.transport.get_write_buffer_size() > self.gateway.config.limits.write_buffer_high:
+        self._up_pending.append(data)
+        self._up_pending_bytes += len(data)
+        if not self._up_flush_scheduled:
+            self._up_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_upstream)
+        high = self.gateway.config.limits.write_buffer_high
+        if self._up_pending_bytes + writer.transport.get_write_buffer_size() > high:
+            self._flush_upstream()
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
+
+    def _flush_upstream(self) -> None:
+        self._up_flush_scheduled = False
+        pending = self._up_pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._up_pending_bytes = 0
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(data)
 
     async def _authenticate(self, action: Authenticate) -> None:
         outcome = await self.gateway.authenticator.authenticate(
@@ -354,6 +379,7 @@ class ClientConnection:
     # -- closing -----------------------------------------------------------------
 
     async def _close_both(self, close: Close) -> None:
+        self._flush_upstream()  # what the session queued before closing goes first
         writer = self._writer
         if writer is not None and not writer.is_closing():
             with contextlib.suppress(ConnectionError, OSError):
