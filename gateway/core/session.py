@@ -783,7 +783,7 @@ class Session:
             broker_topic = self.mount.topic_up(topic) if self.mount is not None else topic
             rule_ttl = self.policy.retained_ttl(d.rule_id) if packet.retain else None
             if dp is not None and (
-                dp.protector.applies(broker_topic)
+                (dp.encrypts and dp.protector.applies(broker_topic))
                 or (
                     packet.retain
                     and (rule_ttl is not None or dp.retention.ttl_for(broker_topic) is not None)
@@ -1074,7 +1074,7 @@ class Session:
         assert self.identity is not None
         dp = self.protection
         opened: Publish | None = None
-        if dp is not None and dp.protector.applies(topic):
+        if dp is not None and dp.encrypts and dp.protector.applies(topic):
             result = dp.to_client(dataclasses.replace(packet, topic=topic), self.org)
             if isinstance(result, OpenFailure):
                 # Never passed on as garbage: dropped, acknowledged, audited.

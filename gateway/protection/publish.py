@@ -34,17 +34,20 @@ class Upstream:
 class DataProtection:
     """Encryption and retention for one gateway (shared by every session)."""
 
-    __slots__ = ("protector", "retention")
+    __slots__ = ("encrypts", "protector", "retention")
 
     def __init__(self, config: ProtectionConfig, keyring: Keyring) -> None:
         self.protector = PayloadProtector(config, keyring)
         self.retention = RetentionPolicy(config.retain)
+        # False when no topic is encrypted: the data path then skips the topic lookup.
+        self.encrypts = bool(config.encrypt)
 
     def with_keyring(self, keyring: Keyring) -> DataProtection:
         """The same rules with a reloaded keyring (after ``mqttgate keys rotate``)."""
         other = object.__new__(DataProtection)
         other.protector = self.protector.with_keyring(keyring)
         other.retention = self.retention
+        other.encrypts = self.encrypts
         return other
 
     def to_upstream(
