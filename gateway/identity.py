@@ -82,6 +82,9 @@ class Identity:
     issuer: str | None = None
     subject: str | None = None
     expires_at: float | None = None
+    _key: tuple[tuple[str, tuple[str, ...], bool], ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_values(
@@ -111,8 +114,13 @@ class Identity:
         )
 
     def cache_key(self) -> tuple[tuple[str, tuple[str, ...], bool], ...]:
-        """A hashable key that is equal for identities with equal bindings."""
-        return tuple(sorted((b.name, b.values, b.present) for b in self.bindings.values()))
+        """A hashable key that is equal for identities with equal bindings (computed once:
+        the identity is immutable)."""
+        key = self._key
+        if key is None:
+            key = tuple(sorted((b.name, b.values, b.present) for b in self.bindings.values()))
+            object.__setattr__(self, "_key", key)
+        return key
 
     def as_dict(self) -> dict[str, object]:
         """For audit and the admin API: binding name -> value (list when multi-valued)."""

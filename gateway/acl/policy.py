@@ -87,6 +87,7 @@ class Policy:
         "_decision_cache_size",
         "_identity_cache_size",
         "_index",
+        "_last",
         "_lock",
         "_retained_ttls",
         "default_action",
@@ -119,6 +120,7 @@ class Policy:
         self._identity_cache_size = identity_cache_size
         self._bound: OrderedDict[tuple[Any, ...], _Bound] = OrderedDict()
         self._lock = threading.Lock()
+        self._last: tuple[Identity, _Bound] | None = None
 
     def __repr__(self) -> str:
         return f"<Policy {self.source} {self.version} rules={len(self.rules)}>"
@@ -135,14 +137,18 @@ class Policy:
         self, identity: Identity, topic: str, qos: int, retain: bool, *, explain: bool = False
     ) -> PolicyDecision:
         """PUBLISH to ``topic`` with ``qos`` and ``retain`` (ACL v2 "PUBLISH")."""
+        b = self._bind(identity)
+        key = ("p", topic, qos, retain)
+        d = b.decisions.get(key) if not explain else None
+        if d is not None:
+            # Cached: the topic and QoS were checked when the decision was made.
+            return d
         if qos not in VALID_QOS:
             return self._refuse(r.INVALID_QOS)
         try:
             levels = parse_name(topic)
         except TopicSyntaxError:
             return self._refuse(r.INVALID_TOPIC)
-        b = self._bind(identity)
-        key = ("p", topic, qos, retain)
         d = self._cached(b, key)
         if d is None:
             d = self._store(b, key, self._publish(b, levels, qos, retain))
@@ -154,19 +160,33 @@ class Policy:
         self, identity: Identity, topic_filter: str, qos: int, *, explain: bool = False
     ) -> PolicyDecision:
         """SUBSCRIBE to ``topic_filter`` (``$share/{group}/{filter}`` decided on the inner one)."""
+        raw_key = ("S", topic_filter, qos)
+        if not explain:
+            b = self._bind(identity)
+            d = b.decisions.get(raw_key)
+            if d is not None:  # the filter was parsed when this was decided
+                return d
         if qos not in VALID_QOS:
             return self._refuse(r.INVALID_QOS)
         try:
             sub = parse_subscription(topic_filter)
         except TopicSyntaxError:
             return self._refuse(r.INVALID_TOPIC)
-        return self._subscribe_levels(identity, sub.filter, sub.group, qos, explain, topic_filter)
+        d = self._subscribe_levels(identity, sub.filter, sub.group, qos, explain, topic_filter)
+        if not explain:
+            self._store(self._bind(identity), raw_key, d)
+        return d
 
     def authorize_delivery(
         self, identity: Identity, topic: str, qos: int, *, share_group: str | None = None
     ) -> PolicyDecision:
         """May ``identity`` receive a message on ``topic`` now? As a SUBSCRIBE to exactly
         ``topic`` (in ``share_group`` when the message came through a shared subscription)."""
+        b = self._bind(identity)
+        raw_key = ("D", topic, qos, share_group)
+        d = b.decisions.get(raw_key)
+        if d is not None:
+            return d
         if qos not in VALID_QOS:
             return self._refuse(r.INVALID_QOS)
         try:
@@ -175,7 +195,8 @@ class Policy:
             return self._refuse(r.INVALID_TOPIC)
         if share_group is not None and any(c in share_group for c in "+#/\x00"):
             return self._refuse(r.INVALID_TOPIC)
-        return self._subscribe_levels(identity, levels, share_group, qos, False, None)
+        d = self._subscribe_levels(identity, levels, share_group, qos, False, None)
+        return self._store(b, raw_key, d)
 
     # -- machinery ----------------------------------------------------------------
 
@@ -295,6 +316,16 @@ class Policy:
         return any(text == group and merge_assignment(asg, a2) is not None for text, a2 in bound)
 
     def _bind(self, identity: Identity) -> _Bound:
+        last = self._last
+        if last is not None and last[0] is identity:
+            # The same identity object as the previous call (a session's, a benchmark's):
+            # no key to build, no lock to take.
+            return last[1]
+        b = self._bind_slow(identity)
+        self._last = (identity, b)
+        return b
+
+    def _bind_slow(self, identity: Identity) -> _Bound:
         key = (identity.principal, identity.cache_key())
         with self._lock:
             b = self._bound.get(key)
