@@ -198,7 +198,8 @@ class ClientConnection:
             # Coalesced: one write (and one TLS record, upstream) for all that is ready.
             data = up[0] if len(up) == 1 else b"".join(up)
             metrics.packets(CLIENT_TO_UPSTREAM, len(up), len(data))
-            await self._write_upstream(data)
+            if self._queue_upstream(data):
+                await self._drain_upstream()
         down = step.to_client
         if down:
             # Several MQTT packets in one WebSocket frame (MQTT 5 spec 6.0 allows it):
@@ -256,21 +257,27 @@ class ClientConnection:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_bytes(data)
 
-    async def _write_upstream(self, data: bytes) -> None:
+    def _queue_upstream(self, data: bytes) -> bool:
         """Queue bytes for the broker; they go out in one write at the end of this turn of
         the event loop, together with whatever else the client's frames produced in it
-        (no timer: ``call_soon`` runs before the loop next waits for I/O)."""
+        (no timer: ``call_soon`` runs before the loop next waits for I/O). Synchronous,
+        so the common case costs no coroutine; True when the caller must drain."""
         writer = self._writer
         if writer is None or writer.is_closing():
-            return
+            return False
         self._up_pending.append(data)
         self._up_pending_bytes += len(data)
         if not self._up_flush_scheduled:
             self._up_flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_upstream)
         high = self.gateway.config.limits.write_buffer_high
-        if self._up_pending_bytes + writer.transport.get_write_buffer_size() > high:
-            self._flush_upstream()
+        return self._up_pending_bytes + writer.transport.get_write_buffer_size() > high
+
+    async def _drain_upstream(self) -> None:
+        """Backpressure: the broker is slow, so stop reading the client until it catches up."""
+        self._flush_upstream()
+        writer = self._writer
+        if writer is not None:
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
 
