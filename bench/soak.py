@@ -104,9 +104,16 @@ TRIM_PRELUDE = """
 import ctypes, gc, json, signal, ssl
 def _trim(*_):
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    stats = [c.session_stats() for c in gc.get_objects() if isinstance(c, ssl.SSLContext)]
+    objs = gc.get_objects()
+    stats = [c.session_stats() for c in objs if isinstance(c, ssl.SSLContext)]
+    names = ("SSLObject", "SSLProtocol", "WebSocketResponse", "Connection", "Session")
+    live = dict.fromkeys(names, 0)
+    for o in objs:
+        n = type(o).__name__
+        if n in live:
+            live[n] += 1
     with open("{out}", "w") as fh:
-        json.dump(stats, fh)
+        json.dump({{"ssl": stats, "live": live}}, fh)
 signal.signal(signal.SIGUSR1, _trim)
 """
 TRACEMALLOC_PRELUDE = """
@@ -156,6 +163,7 @@ class SoakServers:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     tracemalloc: bool = False
     ssl_sessions: int = 0  # sessions in the gateway's TLS server session cache (last read)
+    live_objects: dict[str, int] = field(default_factory=dict)  # by type name (last read)
 
     @property
     def certs(self) -> Path:
@@ -294,8 +302,9 @@ watch = false
         os.kill(self.procs["gateway"].pid, signal.SIGUSR1)
         await asyncio.sleep(1.0)
         with contextlib.suppress(OSError, ValueError):
-            stats = json.loads((self.workdir / "ssl-sessions.json").read_text())
-            self.ssl_sessions = max((st.get("number", 0) for st in stats), default=0)
+            info = json.loads((self.workdir / "ssl-sessions.json").read_text())
+            self.ssl_sessions = max((st.get("number", 0) for st in info["ssl"]), default=0)
+            self.live_objects = info["live"]
         return self.gateway_rss_kib()
 
     def token(self, name: str) -> str:
@@ -837,7 +846,10 @@ def report(
     skipped = sum(p.skipped for p in pop.publishers)
     end = mem.samples[-1][0] if mem.samples else 0.0
     spans = ready.not_ready_spans(end)
-    down_covered = any(a <= ev.broker_down_at + 1.0 and b >= ev.broker_up_at for a, b in spans)
+    # Mosquitto's port answers a moment before the script notes it: one poll of slack.
+    down_covered = any(
+        a <= ev.broker_down_at + 1.0 and b >= ev.broker_up_at - 0.5 for a, b in spans
+    )
     tolerance = cfg.rss_tolerance_kib
     # Judged after malloc_trim(0) on both sides: free memory glibc keeps is not a leak.
     mem_ok = ev.rss_end_trimmed <= ev.rss_start_trimmed + tolerance
@@ -912,6 +924,7 @@ def report(
          f"{(ev.rss_end_trimmed - ev.rss_start_trimmed) / 1024:+.1f} MiB, "
          f"{'back to baseline' if mem_ok else 'NOT back'} (tolerance {tolerance / 1024:.0f} MiB)"),
         ("gateway TLS session cache at end (sessions)", n(ev.ssl_sessions)),
+        ("gateway live objects at end (gc)", str(servers.live_objects)),
         ("gateway connections at end (/readyz)", str(final_checks.get("connections"))),
         ("Mosquitto 'Outgoing messages are being dropped'",
          str(servers.mosquitto_log_count("Outgoing messages are being dropped"))),
