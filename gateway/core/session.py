@@ -428,6 +428,11 @@ class Session:
             return step
         if self.state in (SessionState.OPENING_UPSTREAM, SessionState.AWAIT_CONNACK):
             return self.upstream_failed("upstream closed before CONNACK")
+        if self.protocol_level == MQTT_5:
+            # MQTT 5 spec 4.13: the server may say why before it closes; the broker went
+            # away without a DISCONNECT of its own, so the reason is unspecified.
+            step.to_client.append(encode(Disconnect(ReasonCode.UNSPECIFIED_ERROR), MQTT_5))
+        self._audit(step, "disconnect", "info", "upstream_closed")
         self._close(step, "upstream_closed", WS_NORMAL)
         return step
 

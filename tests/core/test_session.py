@@ -355,3 +355,13 @@ def test_server_only_packet_from_client_refused() -> None:
     s, _ = connected(5)
     step = s.receive_from_client(encode(Suback(1, (0,)), 5))
     assert step.to_upstream == [] and step.close is not None
+
+
+def test_broker_gone_v5_client_told() -> None:
+    s, _ = connected(5)
+    step = s.upstream_closed()
+    assert decode_all(step.to_client, 5) == [Disconnect(0x80)]
+    assert step.close is not None
+    s4, _ = connected(4)
+    step = s4.upstream_closed()
+    assert step.to_client == [] and step.close is not None

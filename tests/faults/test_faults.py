@@ -79,9 +79,11 @@ async def test_broker_restart_mid_traffic(gateway_factory: GatewayFactory, tmp_p
             assert (await connect(gw, w, u)).reason_code == 0
             assert await published(w, f"f/{u}/a", 1) == OK
             broker.stop()
-            # The client is disconnected cleanly: a WebSocket close frame with 1000 (Normal
-            # Closure), not a hang or a reset.
+            # The client is told (v5 DISCONNECT 0x80: the broker gave no reason) and
+            # disconnected cleanly: a WebSocket close frame with 1000, not a hang or reset.
             assert w.ws is not None
+            msg = await asyncio.wait_for(w.ws.receive(), 5)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\xe0\x01\x80")
             msg = await asyncio.wait_for(w.ws.receive(), 5)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1000)
         status, body = await readyz(gw)
