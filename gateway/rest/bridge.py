@@ -243,6 +243,27 @@ class RestBridge:
                 connection_id=AUDIT_MARKER + message_id,
             )
         )
+        if gw.decision_stream.viewers:
+            # The live decisions page shows REST publishes beside MQTT ones.
+            gw.decision_stream.publish(
+                {
+                    "ts": time.time(),
+                    "kind": "publish",
+                    "verdict": "allow" if reason is None else "deny",
+                    "reason": reason or "allow_rule",
+                    "client_id": self.client_id,
+                    "user_id": _first(identity, "user_id"),
+                    "identity": identity.as_dict(),
+                    "client_address": remote,
+                    "session": AUDIT_MARKER + message_id,
+                    "topic": req.topic,
+                    "qos": req.qos,
+                    "retain": req.retain,
+                    "rule_id": rule_id,
+                    "pattern": pattern,
+                    "policy_version": version,
+                }
+            )
         if reason is None:
             return upstream_topic, None
         self.refused += 1

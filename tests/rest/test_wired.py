@@ -40,3 +40,26 @@ async def test_publish_over_the_tls_listener(
     msg = sub.messages.get(timeout=5)
     assert msg.payload == b"hi"
     sub.close()
+
+
+async def test_rest_decisions_reach_the_live_view(
+    gateway_factory: GatewayFactory, certs: Path
+) -> None:
+    gw = gateway_factory(policy=json.dumps(POLICY), extra="[rest]\nenabled = true\n")
+    assert gw.gateway is not None
+
+    async def open_viewer() -> object:
+        return gw.gateway.decision_stream.open()  # type: ignore[union-attr]
+
+    viewer = gw.call(open_viewer())
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    token = gw.idp.token("alice")
+    async with aiohttp.ClientSession() as s, s.post(
+        f"https://localhost:{gw.port}/v1/publish",
+        ssl=ctx,
+        json={"topic": "elsewhere/x", "payload": "no"},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as r:
+        assert r.status == 403
+    entries = list(viewer.entries)  # type: ignore[attr-defined]
+    assert any(e["topic"] == "elsewhere/x" and e["verdict"] == "deny" for e in entries)
