@@ -139,8 +139,8 @@ class Policy:
         """PUBLISH to ``topic`` with ``qos`` and ``retain`` (ACL v2 "PUBLISH")."""
         b = self._bind(identity)
         key = ("p", topic, qos, retain)
-        d = b.decisions.get(key) if not explain else None
-        if d is not None:
+        d = b.decisions.get(key)
+        if d is not None and not explain:
             # Cached: the topic and QoS were checked when the decision was made.
             return d
         if qos not in VALID_QOS:
@@ -149,7 +149,6 @@ class Policy:
             levels = parse_name(topic)
         except TopicSyntaxError:
             return self._refuse(r.INVALID_TOPIC)
-        d = self._cached(b, key)
         if d is None:
             d = self._store(b, key, self._publish(b, levels, qos, retain))
         if explain:
@@ -160,9 +159,9 @@ class Policy:
         self, identity: Identity, topic_filter: str, qos: int, *, explain: bool = False
     ) -> PolicyDecision:
         """SUBSCRIBE to ``topic_filter`` (``$share/{group}/{filter}`` decided on the inner one)."""
+        b = self._bind(identity)
         raw_key = ("S", topic_filter, qos)
         if not explain:
-            b = self._bind(identity)
             d = b.decisions.get(raw_key)
             if d is not None:  # the filter was parsed when this was decided
                 return d
@@ -174,7 +173,7 @@ class Policy:
             return self._refuse(r.INVALID_TOPIC)
         d = self._subscribe_levels(identity, sub.filter, sub.group, qos, explain, topic_filter)
         if not explain:
-            self._store(self._bind(identity), raw_key, d)
+            self._store(b, raw_key, d)
         return d
 
     def authorize_delivery(
