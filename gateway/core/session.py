@@ -25,6 +25,7 @@ from time import perf_counter_ns
 
 from gateway.acl import Policy, PolicyDecision
 from gateway.core.aliases import AliasError, TopicAliases
+from gateway.core.knownpackets import KnownTopics, scan_from_client, scan_from_upstream
 from gateway.core.mount import TopicMount
 from gateway.core.outputs import (
     AuditEvent,
@@ -120,6 +121,9 @@ DISCONNECT_REASON_CODES = frozenset(
 # of any client; a client cycling through more topics just pays the policy's own cache.
 DECISION_CACHE_SIZE = 1024
 
+# MQTT 5 spec 3.1.2.10: Keep Alive is a Two Byte Integer.
+KEEP_ALIVE_MAX = 65535
+
 # Enough of a CONNECT to read its protocol level: fixed header (5) + name (2 + 6) + 1.
 CONNECT_HEAD_BYTES = 16
 
@@ -192,6 +196,14 @@ class Session:
         # retain): a hot topic costs one dict lookup. Cleared when the policy or the
         # identity changes; bounded by clearing when full (topics are usually few).
         self._decisions: dict[tuple[str, str, int, bool], PolicyDecision] = {}
+        # PUBLISH topics allowed and forwarded byte for byte, per direction: later packets
+        # with the same first byte and topic skip decoding (core/knownpackets.py).
+        self._known_from_client = KnownTopics()
+        self._known_from_upstream = KnownTopics()
+        # Packets that went out inside another's bytes (a run of known packets is one
+        # chunk of ``Step.to_upstream``/``to_client``): the shell counts chunks, plus these.
+        self.coalesced_up = 0
+        self.coalesced_down = 0
         # When nothing records allowed decisions (no audit log, no sampled allow spans,
         # no live viewer) the shell sets this: allows are then only counted, here, and
         # the shell adds the counts to its metrics (issue 7: no per-message allocation).
@@ -270,6 +282,12 @@ class Session:
         decoder = self._from_upstream
         decoder.feed(data)
         while self._open():
+            if (
+                self.quiet_allows
+                and len(self._known_from_upstream)
+                and self.state is (SessionState.CONNECTED)
+            ):
+                self._forward_known_from_upstream(decoder, step)
             try:
                 raw = decoder.next_packet()
             except MQTTError as exc:
@@ -279,6 +297,27 @@ class Session:
                 break
             self._upstream_packet(raw, step)
         return step
+
+    def _forward_known_from_upstream(self, decoder: PacketDecoder, step: Step) -> None:
+        buf, pos = decoder.unread()
+        end, packets, publishes = scan_from_upstream(
+            buf,
+            pos,
+            self._known_from_upstream,
+            self.protocol_level == MQTT_5,
+            decoder.max_packet_size,
+            self._inflight,
+        )
+        if end == pos:
+            return
+        decoder.skip_to(end)
+        step.to_client.append(
+            buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
+        )
+        self.coalesced_down += packets - 1
+        if publishes:
+            counts = self.allowed_counts
+            counts["delivery"] = counts.get("delivery", 0) + publishes
 
     def auth_succeeded(
         self,
@@ -300,7 +339,7 @@ class Session:
         assert self.client_id is not None
         if policy is not None:
             self.policy = policy
-        self._decisions.clear()
+        self._forget_decisions()
         self.mount = mount
         self.org = org
         self.identity = identity.with_client_id(self.client_id)
@@ -357,7 +396,7 @@ class Session:
     def policy_changed(self, policy: Policy) -> Step:
         """A new policy: new decisions use it, and subscriptions it refuses are revoked."""
         self.policy = policy
-        self._decisions.clear()
+        self._forget_decisions()
         return self._recheck_subscriptions("policy_changed")
 
     def _recheck_subscriptions(self, why: str) -> Step:
@@ -467,7 +506,7 @@ class Session:
         assert self.client_id is not None
         self._reauth_pending = False
         self.identity = identity.with_client_id(self.client_id)
-        self._decisions.clear()
+        self._forget_decisions()
         self._expires_at = identity.expires_at
         self._audit(step, "reauth", "allow", "reauthenticated")
         props = ((PropertyId.AUTHENTICATION_METHOD, JWT_AUTH_METHOD),)
@@ -627,9 +666,13 @@ class Session:
         if username is None:
             password = None  # MQTT 3.1.1 spec 3.1.2.9: no password without a user name
         will = self._sealed_will if connect.will is not None else None
+        # The gateway enforces the client's keep-alive itself (handle_timer) and passes its
+        # PINGREQs on; the broker is given twice as long, so that its own check (MQTT 5
+        # spec 3.1.2.10) never ends the session before the gateway's, with a vaguer reason.
+        keep_alive = min(KEEP_ALIVE_MAX, 2 * self._keep_alive_s)
         return dataclasses.replace(
             connect,
-            keep_alive=self._keep_alive_s,
+            keep_alive=keep_alive,
             will=will,
             client_id=self.upstream_client_id,
             username=username,
@@ -656,9 +699,17 @@ class Session:
     # -- packets from the client -------------------------------------------------
 
     def _drain_client(self, step: Step) -> None:
+        decoder = self._from_client
         while self.state is SessionState.CONNECTED:
+            if (
+                self.quiet_allows
+                and self._message_bucket is None
+                and self._byte_bucket is None
+                and len(self._known_from_client)
+            ):
+                self._forward_known_from_client(step)
             try:
-                raw = self._from_client.next_packet()
+                raw = decoder.next_packet()
             except MQTTError as exc:
                 self._audit(step, "disconnect", "deny", _error_reason(exc), detail=str(exc))
                 self._disconnect_client(step, exc.reason_code, f"{type(exc).__name__}: {exc}")
@@ -666,6 +717,29 @@ class Session:
             if raw is None:
                 return
             self._client_packet(raw, step)
+
+    def _forward_known_from_client(self, step: Step) -> None:
+        decoder = self._from_client
+        buf, pos = decoder.unread()
+        end, packets, publishes = scan_from_client(
+            buf,
+            pos,
+            self._known_from_client,
+            self.protocol_level == MQTT_5,
+            decoder.max_packet_size,
+            self._inflight,
+            self.settings.receive_maximum,
+        )
+        if end == pos:
+            return
+        decoder.skip_to(end)
+        step.to_upstream.append(
+            buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
+        )
+        self.coalesced_up += packets - 1
+        if publishes:
+            counts = self.allowed_counts
+            counts["publish"] = counts.get("publish", 0) + publishes
 
     def _client_packet(self, raw: RawPacket, step: Step) -> None:
         packet = raw.packet
@@ -808,6 +882,8 @@ class Session:
                 step.to_upstream.append(encode(out, self._level()))
             else:
                 step.to_upstream.append(raw.raw)
+                if self.quiet_allows:
+                    self._known_from_client.add(raw.raw[0], topic.encode())
             if packet.packet_id is not None:
                 self._inflight.add(packet.packet_id)
             return
@@ -1127,6 +1203,8 @@ class Session:
                 step.to_client.append(encode(out, level))
             else:
                 step.to_client.append(raw.raw)
+                if self.quiet_allows:
+                    self._known_from_upstream.add(raw.raw[0], topic.encode())
             return
         self._ack_refused_delivery(packet, step)
 
@@ -1151,6 +1229,12 @@ class Session:
             if alt.allowed:
                 return alt
         return d
+
+    def _forget_decisions(self) -> None:
+        """The policy or the identity changed: every remembered decision goes."""
+        self._decisions.clear()
+        self._known_from_client.clear()
+        self._known_from_upstream.clear()
 
     def _remember(self, key: tuple[str, str, int, bool], d: PolicyDecision) -> PolicyDecision:
         if len(self._decisions) >= DECISION_CACHE_SIZE:

@@ -171,6 +171,18 @@ class PacketDecoder:
                 self._pos = 0
             buf += data
 
+    def unread(self) -> tuple[bytes | bytearray, int]:
+        """The buffer and where its unread bytes start, for a caller that recognises
+        packets without decoding them (core/knownpackets.py); valid until the next
+        ``feed``. Nothing is unread once the decoder has failed."""
+        if self._error is not None:
+            return b"", 0
+        return self._buf, self._pos
+
+    def skip_to(self, pos: int) -> None:
+        """Mark the bytes before ``pos`` (from ``unread``) as read."""
+        self._pos = pos
+
     def next_packet(self) -> RawPacket | None:
         """The next complete packet, or None when more bytes are needed.
 

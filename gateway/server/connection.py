@@ -118,10 +118,17 @@ class ClientConnection:
 
     async def _run(self) -> None:
         self._rearm()
+        session = self.session
         try:
             async for msg in self.ws:
                 if msg.type is WSMsgType.BINARY:
-                    await self._apply(self.session.receive_from_client(msg.data, time.time()))
+                    step = session.receive_from_client(msg.data, time.time())
+                    if step.actions or step.to_client:
+                        await self._apply(step)
+                    elif step.to_upstream and self._queue_upstream_chunks(step.to_upstream):
+                        # The common case (packets for the broker, nothing else) needs no
+                        # coroutine and no timer move: deadlines only move later.
+                        await self._drain_upstream()
                 elif msg.type is WSMsgType.TEXT:
                     # MQTT over WebSocket (MQTT 5 spec 6.0): binary frames only.
                     await self.ws.close(code=WS_UNSUPPORTED_DATA, message=b"binary frames only")
@@ -186,26 +193,33 @@ class ClientConnection:
 
     # -- applying a step ---------------------------------------------------------
 
-    async def _apply(self, step: Step) -> None:
+    def _count(self) -> None:
+        """Allowed decisions and packets the session counted, into the metrics."""
         metrics = self.gateway.audit_pipeline.metrics
-        counts = self.session.allowed_counts
+        session = self.session
+        counts = session.allowed_counts
         if counts:
             for kind, n in counts.items():
                 metrics.decisions_counted(kind, "allow", n)
             counts.clear()
+        if session.coalesced_up:
+            metrics.packets(CLIENT_TO_UPSTREAM, session.coalesced_up, 0)
+            session.coalesced_up = 0
+        if session.coalesced_down:
+            metrics.packets(UPSTREAM_TO_CLIENT, session.coalesced_down, 0)
+            session.coalesced_down = 0
+
+    async def _apply(self, step: Step) -> None:
+        self._count()
         up = step.to_upstream
-        if up:
-            # Coalesced: one write (and one TLS record, upstream) for all that is ready.
-            data = up[0] if len(up) == 1 else b"".join(up)
-            metrics.packets(CLIENT_TO_UPSTREAM, len(up), len(data))
-            if self._queue_upstream(data):
-                await self._drain_upstream()
+        if up and self._queue_upstream_chunks(up):
+            await self._drain_upstream()
         down = step.to_client
         if down:
             # Several MQTT packets in one WebSocket frame (MQTT 5 spec 6.0 allows it):
             # one frame, one TLS record, one wake-up of the client for a whole batch.
             data = down[0] if len(down) == 1 else b"".join(down)
-            metrics.packets(UPSTREAM_TO_CLIENT, len(down), len(data))
+            self.gateway.audit_pipeline.metrics.packets(UPSTREAM_TO_CLIENT, len(down), len(data))
             await self._write_client(data)
         for action in step.actions:
             if isinstance(action, AuditEvent):
@@ -257,6 +271,12 @@ class ClientConnection:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_bytes(data)
 
+    def _queue_upstream_chunks(self, chunks: list[bytes]) -> bool:
+        """Coalesced: one write (and one TLS record, upstream) for all that is ready."""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.gateway.audit_pipeline.metrics.packets(CLIENT_TO_UPSTREAM, len(chunks), len(data))
+        return self._queue_upstream(data)
+
     def _queue_upstream(self, data: bytes) -> bool:
         """Queue bytes for the broker; they go out in one write at the end of this turn of
         the event loop, together with whatever else the client's frames produced in it
@@ -283,6 +303,7 @@ class ClientConnection:
 
     def _flush_upstream(self) -> None:
         self._up_flush_scheduled = False
+        self._count()  # once per loop turn for what the fast path in _run did not count
         pending = self._up_pending
         if not pending:
             return

@@ -1,0 +1,188 @@
+"""Packets a session has already decided, forwarded again without decoding them (issue 7).
+
+A relay's cost is per packet. Most packets on a busy connection repeat one another: the
+same client publishes to the same few topics at the same QoS, the broker delivers the
+same few topics. A session's verdict on a PUBLISH depends only on its fixed header's
+first byte (type, DUP, QoS, RETAIN), its topic, the identity and the policy; so once the
+full path (``Session.on_client_publish`` / ``on_delivery``) has allowed a PUBLISH and
+forwarded it byte for byte, ``KnownTopics`` remembers (first byte, topic bytes), and the
+scanners below forward later packets with the same pair as they are, checking only what
+the full decoder would check about the bytes that differ (lengths, packet identifier,
+an empty property section).
+
+The session clears ``KnownTopics`` whenever the policy or the identity changes, and uses
+the scanners only when nothing needs allowed decisions one by one (``quiet_allows``) and
+no per-message rate limit applies: then a remembered topic is exactly the cached
+decision of the full path, minus the cost of building a ``Publish`` to look it up.
+
+Anything else (other packet types, QoS 2, properties, topic aliases, packets above
+16,383 bytes, malformed bytes) stops a scan; the session's full path takes that packet.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# MQTT 5 spec 2.1.2: fixed header first bytes.
+PUBLISH_TYPE: Final = 0x30
+PUBACK_FIRST: Final = 0x40  # PUBACK has no flags (v5 3.4.1)
+PINGREQ_FIRST: Final = 0xC0
+PINGRESP_FIRST: Final = 0xD0
+# QoS bits of a PUBLISH first byte (v5 3.3.1.2); QoS 2 flows keep the full path.
+_QOS_MASK: Final = 0x06
+_QOS_2: Final = 0x04
+
+# A session remembers at most this many topics per direction: enough for any client's hot
+# topics; beyond it the set starts again (the full path refills it).
+KNOWN_TOPICS_MAX: Final = 1024
+
+
+class KnownTopics:
+    """(first byte, topic bytes) of PUBLISH packets this session forwards unchanged."""
+
+    __slots__ = ("_by_first", "_count")
+
+    def __init__(self) -> None:
+        self._by_first: dict[int, set[bytes]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, first: int, topic: bytes) -> None:
+        if first & _QOS_MASK == _QOS_2:
+            return  # QoS 2 needs the session's flow tracking
+        if self._count >= KNOWN_TOPICS_MAX:
+            self.clear()
+        topics = self._by_first.get(first)
+        if topics is None:
+            topics = self._by_first[first] = set()
+        if topic not in topics:
+            topics.add(topic)
+            self._count += 1
+
+    def clear(self) -> None:
+        self._by_first.clear()
+        self._count = 0
+
+    def topics_for(self, first: int) -> set[bytes] | None:
+        return self._by_first.get(first)
+
+
+def scan_from_client(
+    buf: bytes | bytearray,
+    pos: int,
+    known: KnownTopics,
+    mqtt5: bool,
+    max_packet_size: int,
+    inflight: set[int],
+    receive_maximum: int,
+) -> tuple[int, int, int]:
+    """Leading packets of ``buf[pos:]`` from a client that go upstream unchanged: known
+    PUBLISHes (QoS 0/1), PUBACK and PINGREQ. Returns (end of the run, packets in it,
+    PUBLISHes among them); QoS 1 packet identifiers join ``inflight`` (v5 3.3.4, Receive
+    Maximum)."""
+    size = len(buf)
+    packets = publishes = 0
+    while size - pos >= 2:
+        first = buf[pos]
+        length = buf[pos + 1]
+        header = 2
+        if length >= 0x80:
+            # v5 1.5.5: a two-byte Remaining Length, minimally encoded; longer ones (and
+            # the checks that come with them) are the full decoder's.
+            if size - pos < 3 or not 0 < buf[pos + 2] < 0x80:
+                break
+            length = (length & 0x7F) | (buf[pos + 2] << 7)
+            header = 3
+        end = pos + header + length
+        if end > size or header + length > max_packet_size:
+            break
+        if first & 0xF0 == PUBLISH_TYPE:
+            topics = known.topics_for(first)
+            if topics is None:
+                break
+            t = pos + header
+            if end - t < 2:
+                break
+            topic_end = t + 2 + ((buf[t] << 8) | buf[t + 1])
+            after = topic_end
+            pid = 0
+            if first & _QOS_MASK:
+                if end - topic_end < 2:
+                    break
+                pid = (buf[topic_end] << 8) | buf[topic_end + 1]
+                # v5 2.2.1: a packet identifier is never 0; the window must have room.
+                if pid == 0 or (pid not in inflight and len(inflight) >= receive_maximum):
+                    break
+                after += 2
+            if mqtt5 and (after >= end or buf[after] != 0):
+                break  # properties (or none at all): the full path reads them
+            if after > end or bytes(buf[t + 2 : topic_end]) not in topics:
+                break
+            if pid:
+                inflight.add(pid)
+            publishes += 1
+        elif not (
+            (first == PUBACK_FIRST and length == 2 and buf[pos + 2] | buf[pos + 3])
+            or (first == PINGREQ_FIRST and length == 0)
+        ):
+            break
+        pos = end
+        packets += 1
+    return pos, packets, publishes
+
+
+def scan_from_upstream(
+    buf: bytes | bytearray,
+    pos: int,
+    known: KnownTopics,
+    mqtt5: bool,
+    max_packet_size: int,
+    inflight: set[int],
+) -> tuple[int, int, int]:
+    """Leading packets of ``buf[pos:]`` from the broker that go to the client unchanged:
+    known PUBLISHes (QoS 0/1), PUBACK (its identifier leaves ``inflight``) and PINGRESP.
+    Returns (end of the run, packets in it, PUBLISHes among them)."""
+    size = len(buf)
+    packets = publishes = 0
+    while size - pos >= 2:
+        first = buf[pos]
+        length = buf[pos + 1]
+        header = 2
+        if length >= 0x80:
+            if size - pos < 3 or not 0 < buf[pos + 2] < 0x80:
+                break
+            length = (length & 0x7F) | (buf[pos + 2] << 7)
+            header = 3
+        end = pos + header + length
+        if end > size or header + length > max_packet_size:
+            break
+        if first & 0xF0 == PUBLISH_TYPE:
+            topics = known.topics_for(first)
+            if topics is None:
+                break
+            t = pos + header
+            if end - t < 2:
+                break
+            topic_end = t + 2 + ((buf[t] << 8) | buf[t + 1])
+            after = topic_end
+            if first & _QOS_MASK:
+                if end - topic_end < 2 or not (buf[topic_end] | buf[topic_end + 1]):
+                    break
+                after += 2
+            if mqtt5 and (after >= end or buf[after] != 0):
+                break
+            if after > end or bytes(buf[t + 2 : topic_end]) not in topics:
+                break
+            publishes += 1
+        elif first == PUBACK_FIRST and length == 2:
+            pid = (buf[pos + 2] << 8) | buf[pos + 3]
+            if not pid:
+                break
+            inflight.discard(pid)
+        elif not (first == PINGRESP_FIRST and length == 0):
+            break
+        pos = end
+        packets += 1
+    return pos, packets, publishes
