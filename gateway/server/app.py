@@ -28,6 +28,7 @@ from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import ConnectAuthenticator
 from gateway.server.connection import ClientConnection
 from gateway.server.decision_stream import DecisionStream
+from gateway.server.memory_return import MemoryReturn, glibc_malloc_trim
 from gateway.server.tenancy import TenantPolicies
 from gateway.server.websocket import websocket_handler
 from gateway.server.workers import WorkerRole, role_from_env
@@ -112,6 +113,13 @@ class Gateway:
         self.accepting = True
         self.upstream_ok: bool | None = None
         self.certs_loaded_at = time.time()
+        # Freed heap memory back to the OS after many connections left (bench/README.md
+        # "Soak"): polled, never on the data path.
+        self.memory_return = MemoryReturn(
+            lambda: len(self.connections),
+            config.limits.memory_return_after_drop,
+            glibc_malloc_trim(),
+        )
         self._runners: list[web.AppRunner] = []
         self.port: int | None = None
         self.admin_port: int | None = None
@@ -380,6 +388,7 @@ class Gateway:
             await admin_site.start()
             self._runners.append(admin_runner)
             self.admin_port = _bound_port(admin_site)
+        self.memory_return.start()
         await self.probe_upstream()
         log(
             logger,
@@ -451,6 +460,7 @@ class Gateway:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
+        await self.memory_return.stop()
         if self.fleet is not None:
             await self.fleet.stop()
         if self.rest is not None:
