@@ -47,6 +47,11 @@ logger = logging.getLogger("mqttgate.connection")
 # which is where a relay's cost is (per wake-up, not per byte).
 UPSTREAM_READ_SIZE = 64 * 1024
 
+# How long a client has to answer the gateway's WebSocket close frame (RFC 6455 section
+# 7.1.1) before its socket is dropped: long enough for a slow mobile link, short enough
+# that shutdown stays within its grace.
+CLOSE_HANDSHAKE_S = 2.0
+
 # RFC 6455 section 7.4.1: 1003, "received a type of data it cannot accept".
 WS_UNSUPPORTED_DATA = 1003
 
@@ -102,6 +107,12 @@ class ClientConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._timer_task: asyncio.Task[None] | None = None
+        # The task reading the WebSocket. aiohttp closes a WebSocket cleanly (its close
+        # frame, then the client's answer, then the TCP close) only when the close comes
+        # from the task that reads it; from any other it drops the socket right after its
+        # own frame, and the client's answer meets a reset (close code 1006 at the client).
+        self._receiver: asyncio.Task[object] | None = None
+        self._close_in_receiver = False
         self.connected_at = time.time()
         self.id = uuid.uuid4().hex[:16]
         self.org: str | None = None
@@ -118,6 +129,7 @@ class ClientConnection:
 
     async def _run(self) -> None:
         self._rearm()
+        self._receiver = asyncio.current_task()
         session = self.session
         try:
             async for msg in self.ws:
@@ -137,11 +149,17 @@ class ClientConnection:
                     break
                 if self._closed.is_set():
                     break
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
+        except asyncio.CancelledError:
+            receiver = self._receiver
+            if self._close_in_receiver and receiver is not None:
+                receiver.uncancel()  # our own request (_close_both), not the server's
         finally:
             if not self._closed.is_set():
                 await self._apply(self.session.client_closed())
+            elif self._close_in_receiver:
+                await self._close_client(self._close)
             await self._teardown()
 
     async def shutdown(self) -> None:
@@ -413,9 +431,23 @@ class ClientConnection:
             with contextlib.suppress(ConnectionError, OSError):
                 await asyncio.wait_for(writer.drain(), 1.0)
             writer.close()
-        if not self.ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
-                await asyncio.wait_for(self.ws.close(code=close.ws_code), 2.0)
+        receiver = self._receiver
+        if receiver is not None and receiver is not asyncio.current_task() and not receiver.done():
+            # Closed from the broker's side, a timer or the server: the receiving task
+            # closes the WebSocket (see __init__). Wait for it, boundedly.
+            self._close_in_receiver = True
+            receiver.cancel()
+            await asyncio.wait({receiver}, timeout=CLOSE_HANDSHAKE_S + 1.0)
+            return
+        await self._close_client(close)
+
+    async def _close_client(self, close: Close | None) -> None:
+        """RFC 6455 section 7.1.2: our close frame, then the client's, then the TCP close."""
+        if self.ws.closed:
+            return
+        code = close.ws_code if close is not None else 1000
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.ws.close(code=code), CLOSE_HANDSHAKE_S)
 
     async def _teardown(self) -> None:
         current = asyncio.current_task()

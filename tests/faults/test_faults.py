@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -15,10 +16,12 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.mqtt.encoder import encode
 from gateway.mqtt.packets import Connack, Connect, Puback, Publish
 from tests.conftest import GatewayFactory
 from tests.e2e_auth.wire import JwksServer, auth_toml, random_kid
 from tests.security.conftest import Attacker
+from tests.security.test_handshake import RawWebSocket
 from tests.support.gateway_thread import GatewayThread
 from tests.support.mosquitto import Mosquitto, free_port
 
@@ -96,6 +99,36 @@ async def test_broker_restart_mid_traffic(gateway_factory: GatewayFactory, tmp_p
         async with Attacker(gw, level=5) as w:  # the client reconnects
             assert (await connect(gw, w, u)).reason_code == 0
             assert await published(w, f"f/{u}/b", 2) == OK
+    finally:
+        broker.stop()
+
+
+async def test_broker_loss_closes_the_websocket_with_a_handshake(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """RFC 6455 section 7.1.2: after the gateway's close frame it waits for the client's
+    answer before dropping TCP, so the client's own close frame is not met by a reset
+    (which a client reports as 1006, abnormal closure)."""
+    broker = Mosquitto(tmp_path / "handshake").start()
+    try:
+        gw = gateway_factory(upstream_port=broker.port, policy=POLICY)
+        ws, status, _ = await RawWebSocket.open(gw)
+        assert status == 101
+        u = user()
+        connect = Connect(
+            "c-" + u, protocol_level=4, username="jwt", password=gw.idp.token(u).encode()
+        )
+        ws.frame(0x2, encode(connect, 4))
+        assert await ws.read_frame() == (0x2, b"\x20\x02\x00\x00")  # CONNACK accepted
+        broker.stop()
+        assert await ws.close_code() == 1000
+        # The gateway holds the connection open for the answer...
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.reader.read(1), 0.5)
+        ws.frame(0x8, struct.pack("!H", 1000))
+        # ...and closes it once the answer is in.
+        assert await asyncio.wait_for(ws.reader.read(1), 5) == b""
+        ws.close()
     finally:
         broker.stop()
 
