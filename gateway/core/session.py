@@ -250,6 +250,8 @@ class Session:
             if settings.max_bytes_per_s > 0
             else None
         )
+        # No per-message rate limit: known packets may skip the full path.
+        self._unlimited = self._message_bucket is None and self._byte_bucket is None
         self._expires_at: float | None = None
         self._reauth_pending = False
         self.close_reason: str | None = None
@@ -264,6 +266,17 @@ class Session:
         if now is not None:
             self._now = now
         self._last_client_activity = self._now
+        if (
+            self.state is SessionState.CONNECTED
+            and self.quiet_allows
+            and self._unlimited
+            and not self._from_client.buffered
+        ):
+            # The common case: whole packets, all known, straight from the caller's bytes.
+            end = self._known_client_run(data, 0, step)
+            if end == len(data):
+                return step
+            data = data[end:]
         if self.state is SessionState.AWAIT_CONNECT and len(self._head) < CONNECT_HEAD_BYTES:
             self._head += data[: CONNECT_HEAD_BYTES - len(self._head)]
         self._from_client.feed(data)
@@ -280,14 +293,20 @@ class Session:
         if self.state is SessionState.CLOSED or self._from_upstream is None:
             return step
         decoder = self._from_upstream
+        if self.state is SessionState.CONNECTED and self.quiet_allows and not decoder.buffered:
+            end = self._known_upstream_run(data, 0, step)
+            if end == len(data):
+                return step
+            data = data[end:]
         decoder.feed(data)
         while self._open():
-            if (
-                self.quiet_allows
-                and len(self._known_from_upstream)
-                and self.state is (SessionState.CONNECTED)
-            ):
-                self._forward_known_from_upstream(decoder, step)
+            if self.quiet_allows and self.state is SessionState.CONNECTED:
+                buf, pos = decoder.unread()
+                end = self._known_upstream_run(buf, pos, step)
+                if end != pos:
+                    decoder.skip_to(end)
+                    if end == len(buf):
+                        break
             try:
                 raw = decoder.next_packet()
             except MQTTError as exc:
@@ -298,26 +317,26 @@ class Session:
             self._upstream_packet(raw, step)
         return step
 
-    def _forward_known_from_upstream(self, decoder: PacketDecoder, step: Step) -> None:
-        buf, pos = decoder.unread()
+    def _known_upstream_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
+        """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
+        assert self._from_upstream is not None
         end, packets, publishes = scan_from_upstream(
             buf,
             pos,
             self._known_from_upstream,
             self.protocol_level == MQTT_5,
-            decoder.max_packet_size,
+            self._from_upstream.max_packet_size,
             self._inflight,
         )
-        if end == pos:
-            return
-        decoder.skip_to(end)
-        step.to_client.append(
-            buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
-        )
-        self.coalesced_down += packets - 1
-        if publishes:
-            counts = self.allowed_counts
-            counts["delivery"] = counts.get("delivery", 0) + publishes
+        if end != pos:
+            step.to_client.append(
+                buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
+            )
+            self.coalesced_down += packets - 1
+            if publishes:
+                counts = self.allowed_counts
+                counts["delivery"] = counts.get("delivery", 0) + publishes
+        return end
 
     def auth_succeeded(
         self,
@@ -701,13 +720,13 @@ class Session:
     def _drain_client(self, step: Step) -> None:
         decoder = self._from_client
         while self.state is SessionState.CONNECTED:
-            if (
-                self.quiet_allows
-                and self._message_bucket is None
-                and self._byte_bucket is None
-                and len(self._known_from_client)
-            ):
-                self._forward_known_from_client(step)
+            if self.quiet_allows and self._unlimited:
+                buf, pos = decoder.unread()
+                end = self._known_client_run(buf, pos, step)
+                if end != pos:
+                    decoder.skip_to(end)
+                    if end == len(buf):
+                        return
             try:
                 raw = decoder.next_packet()
             except MQTTError as exc:
@@ -718,28 +737,26 @@ class Session:
                 return
             self._client_packet(raw, step)
 
-    def _forward_known_from_client(self, step: Step) -> None:
-        decoder = self._from_client
-        buf, pos = decoder.unread()
+    def _known_client_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
+        """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
         end, packets, publishes = scan_from_client(
             buf,
             pos,
             self._known_from_client,
             self.protocol_level == MQTT_5,
-            decoder.max_packet_size,
+            self.settings.max_packet_size,
             self._inflight,
             self.settings.receive_maximum,
         )
-        if end == pos:
-            return
-        decoder.skip_to(end)
-        step.to_upstream.append(
-            buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
-        )
-        self.coalesced_up += packets - 1
-        if publishes:
-            counts = self.allowed_counts
-            counts["publish"] = counts.get("publish", 0) + publishes
+        if end != pos:
+            step.to_upstream.append(
+                buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
+            )
+            self.coalesced_up += packets - 1
+            if publishes:
+                counts = self.allowed_counts
+                counts["publish"] = counts.get("publish", 0) + publishes
+        return end
 
     def _client_packet(self, raw: RawPacket, step: Step) -> None:
         packet = raw.packet

@@ -98,6 +98,10 @@ class ClientConnection:
         self._up_pending: list[bytes] = []
         self._up_pending_bytes = 0
         self._up_flush_scheduled = False
+        self._write_buffer_high = cfg.limits.write_buffer_high
+        # Packets and bytes sent upstream, added to the metrics once per loop turn.
+        self._up_packets = 0
+        self._up_bytes = 0
         self._writer: asyncio.StreamWriter | None = None
         self._upstream_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -220,9 +224,11 @@ class ClientConnection:
             for kind, n in counts.items():
                 metrics.decisions_counted(kind, "allow", n)
             counts.clear()
-        if session.coalesced_up:
-            metrics.packets(CLIENT_TO_UPSTREAM, session.coalesced_up, 0)
-            session.coalesced_up = 0
+        if self._up_packets or session.coalesced_up:
+            metrics.packets(
+                CLIENT_TO_UPSTREAM, self._up_packets + session.coalesced_up, self._up_bytes
+            )
+            self._up_packets = self._up_bytes = session.coalesced_up = 0
         if session.coalesced_down:
             metrics.packets(UPSTREAM_TO_CLIENT, session.coalesced_down, 0)
             session.coalesced_down = 0
@@ -292,7 +298,8 @@ class ClientConnection:
     def _queue_upstream_chunks(self, chunks: list[bytes]) -> bool:
         """Coalesced: one write (and one TLS record, upstream) for all that is ready."""
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.gateway.audit_pipeline.metrics.packets(CLIENT_TO_UPSTREAM, len(chunks), len(data))
+        self._up_packets += len(chunks)
+        self._up_bytes += len(data)
         return self._queue_upstream(data)
 
     def _queue_upstream(self, data: bytes) -> bool:
@@ -308,8 +315,10 @@ class ClientConnection:
         if not self._up_flush_scheduled:
             self._up_flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_upstream)
-        high = self.gateway.config.limits.write_buffer_high
-        return self._up_pending_bytes + writer.transport.get_write_buffer_size() > high
+        return (
+            self._up_pending_bytes + writer.transport.get_write_buffer_size()
+            > self._write_buffer_high
+        )
 
     async def _drain_upstream(self) -> None:
         """Backpressure: the broker is slow, so stop reading the client until it catches up."""
