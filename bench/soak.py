@@ -100,10 +100,40 @@ ADMIN_TOKEN_ENV = "MQTTGATE_SOAK_ADMIN_TOKEN"
 # SIGUSR1 makes the gateway call glibc's malloc_trim(0): what RSS keeps after it is memory
 # in use; what it gives back was free memory glibc had kept (its arenas do not shrink on
 # their own). The soak reads RSS before and after, and judges "back to baseline" on both.
+#
+# It also reports where the RSS sits (/proc/self/smaps): glibc's main heap, pymalloc's
+# 1 MiB arenas (sys._debugmallocstats: arenas, bytes in live blocks, free pools) and the
+# rest; the gateway returns free heap by itself (gateway/server/memory_return.py), but
+# CPython 3.11 frees a pymalloc arena only when every block in it is free.
 TRIM_PRELUDE = """
-import ctypes, gc, json, signal, ssl
+import ctypes, gc, json, os, re, signal, ssl, sys, tempfile
+def _where():
+    rss, cur = {{"heap": 0, "anon": 0, "file": 0}}, "file"
+    for line in open("/proc/self/smaps"):
+        f = line.split()
+        if not f[0].endswith(":"):
+            path = f[5] if len(f) > 5 else ""
+            cur = "heap" if path == "[heap]" else ("file" if path else "anon")
+        elif f[0] == "Rss:":
+            rss[cur] += int(f[1])
+    with tempfile.TemporaryFile("w+") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read()
+    def num(pattern):
+        m = re.search(pattern, text)
+        return int(m.group(1).replace(",", "")) // 1024 if m else 0
+    rss["pymalloc_arenas"] = num(r"arenas \\* \\d+ bytes/arena\\s+=\\s+([\\d,]+)")
+    rss["pymalloc_used"] = num(r"# bytes in allocated blocks\\s+=\\s+([\\d,]+)")
+    rss["pymalloc_free_pools"] = num(r"unused pools \\* \\d+ bytes\\s+=\\s+([\\d,]+)")
+    return rss
 def _trim(*_):
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
     objs = gc.get_objects()
     stats = [c.session_stats() for c in objs if isinstance(c, ssl.SSLContext)]
     names = ("SSLObject", "SSLProtocol", "WebSocketResponse", "Connection", "Session")
@@ -112,8 +142,13 @@ def _trim(*_):
         n = type(o).__name__
         if n in live:
             live[n] += 1
+    del objs
+    # Last, so that the RSS read next is not raised by the counting above. No gc.collect:
+    # garbage the gateway has not collected by itself is part of what it holds.
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    where = _where()
     with open("{out}", "w") as fh:
-        json.dump({{"ssl": stats, "live": live}}, fh)
+        json.dump({{"ssl": stats, "live": live, "where": where}}, fh)
 signal.signal(signal.SIGUSR1, _trim)
 """
 TRACEMALLOC_PRELUDE = """
@@ -129,6 +164,23 @@ def _dump(*_):
             fh.write(f"{{s.size / 1024:10.0f}} KiB {{s.count:8d}} {{s.traceback}}\\n")
 signal.signal(signal.SIGUSR2, _dump)
 """
+
+
+def where_text(start: dict[str, int], end: dict[str, int]) -> str:
+    """The trimmed RSS by kind (TRIM_PRELUDE), start -> end: what holds a difference."""
+    if not start or not end:
+        return "?"
+    names = (
+        ("heap", "glibc main heap"),
+        ("pymalloc_arenas", "pymalloc arenas"),
+        ("pymalloc_used", "of them live blocks"),
+        ("pymalloc_free_pools", "free pools"),
+        ("anon", "all anonymous maps"),
+        ("file", "files"),
+    )
+    return "; ".join(
+        f"{label} {start.get(k, 0) / 1024:.1f} -> {end.get(k, 0) / 1024:.1f}" for k, label in names
+    )
 
 
 def policy_text(with_rev_subscribe: bool) -> str:
@@ -164,6 +216,7 @@ class SoakServers:
     tracemalloc: bool = False
     ssl_sessions: int = 0  # sessions in the gateway's TLS server session cache (last read)
     live_objects: dict[str, int] = field(default_factory=dict)  # by type name (last read)
+    where_kib: dict[str, int] = field(default_factory=dict)  # RSS by kind (last read)
 
     @property
     def certs(self) -> Path:
@@ -305,6 +358,7 @@ watch = false
             info = json.loads((self.workdir / "ssl-sessions.json").read_text())
             self.ssl_sessions = max((st.get("number", 0) for st in info["ssl"]), default=0)
             self.live_objects = info["live"]
+            self.where_kib = info["where"]
         return self.gateway_rss_kib()
 
     def token(self, name: str) -> str:
@@ -586,6 +640,8 @@ class Events:
     rss_start_trimmed: int = 0
     rss_end_trimmed: int = 0
     ssl_sessions: int = 0  # the gateway's TLS session cache at the end
+    where_start: dict[str, int] = field(default_factory=dict)  # trimmed RSS by kind
+    where_end: dict[str, int] = field(default_factory=dict)
 
     def note(self, phase: Phase, what: str) -> None:
         t = phase.now()
@@ -719,6 +775,7 @@ async def soak(
         ev.traced.append(("start", await servers.traced("start")))
         rss_start = servers.gateway_rss_kib()
         ev.rss_start_trimmed = await servers.trimmed_rss_kib()
+        ev.where_start = dict(servers.where_kib)
         ev.note(phase, f"gateway RSS at start: {rss_start / 1024:.1f} MiB")
         monitors = [
             asyncio.create_task(poll_readyz(adm, admin + "/readyz", phase, ready, 0.25)),
@@ -791,6 +848,7 @@ async def soak(
         mem.samples.append((phase.now(), servers.gateway_rss_kib()))
         rss_end = servers.gateway_rss_kib()
         ev.rss_end_trimmed = await servers.trimmed_rss_kib()
+        ev.where_end = dict(servers.where_kib)
         ev.ssl_sessions = servers.ssl_sessions
         ev.traced.append(("end", await servers.traced("end")))
         async with adm.get(admin + "/readyz") as resp:
@@ -923,6 +981,7 @@ def report(
          f"{ev.rss_start_trimmed / 1024:.1f} / {ev.rss_end_trimmed / 1024:.1f}: "
          f"{(ev.rss_end_trimmed - ev.rss_start_trimmed) / 1024:+.1f} MiB, "
          f"{'back to baseline' if mem_ok else 'NOT back'} (tolerance {tolerance / 1024:.0f} MiB)"),
+        ("  where it sits, start -> end (MiB)", where_text(ev.where_start, ev.where_end)),
         ("gateway TLS session cache at end (sessions)", n(ev.ssl_sessions)),
         ("gateway live objects at end (gc)", str(servers.live_objects)),
         ("gateway connections at end (/readyz)", str(final_checks.get("connections"))),
@@ -967,6 +1026,8 @@ def report(
             "end": rss_end,
             "start_trimmed": ev.rss_start_trimmed,
             "end_trimmed": ev.rss_end_trimmed,
+            "where_start_trimmed": ev.where_start,
+            "where_end_trimmed": ev.where_end,
         },
         "readyz_not_ready": spans,
         "rss_samples": mem.samples[::10],

@@ -1,17 +1,24 @@
-"""Give freed heap memory back to the OS after many connections have gone.
+"""Give freed memory back to the OS after many connections have gone.
 
-glibc keeps memory that ``free()`` returned in its heap (only the part above the last
-used chunk is trimmed, and only past ``M_TRIM_THRESHOLD``): after a thousand TLS
-connections close, about 35 MiB of free C heap (OpenSSL state, TLS and WebSocket
-buffers, Python blocks over 512 bytes) stays resident. ``malloc_trim(0)`` releases every
-free page of it (``MADV_DONTNEED``), not only the top (bench/README.md "Soak").
+First a full garbage collection: a closed connection's objects are left in reference
+cycles (aiohttp's WebSocketResponse and what it holds), and CPython collects the oldest
+generation only once it has grown by a quarter, so after a thousand connections closed
+all of them were still there (the soak counted 999 WebSocketResponse, ~16 MiB of
+pymalloc blocks, ten seconds after the last client left).
 
-It is called from a polling task, never on the data path: once the connection count has
+Then glibc's ``malloc_trim(0)``: glibc keeps memory that ``free()`` returned in its heap
+(only the part above the last used chunk is trimmed, and only past
+``M_TRIM_THRESHOLD``): after a thousand TLS connections close, about 35 MiB of free C heap
+(OpenSSL state, TLS and WebSocket buffers, Python blocks over 512 bytes) stays resident.
+``malloc_trim(0)`` releases every free page of it (``MADV_DONTNEED``), not only the top
+(bench/README.md "Soak").
+
+Both run from a polling task, never on the data path: once the connection count has
 fallen by ``min_drop`` from its peak and stayed down for ``QUIET_S``, and at most every
-``MIN_INTERVAL_S``. It runs in a worker thread (ctypes releases the GIL), so the event
-loop keeps serving; a malloc of the loop thread waits for the arena lock meanwhile.
+``MIN_INTERVAL_S``. The trim runs in a worker thread (ctypes releases the GIL), so the
+event loop keeps serving; a malloc of the loop thread waits for the arena lock meanwhile.
 
-What it cannot return: pymalloc (objects of up to 512 bytes) frees a 1 MiB arena only
+What neither can return: pymalloc (objects of up to 512 bytes) frees a 1 MiB arena only
 when every block in it is free, and CPython 3.11 does not release the free pools of a
 partly used arena. Those stay a high-water mark that later connections reuse
 (bench/memory_cycles.py).
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import sys
@@ -123,7 +131,9 @@ class Returned:
     connections: int
     rss_before_kib: int
     rss_after_kib: int
-    duration_s: float
+    collected: int  # objects the full collection freed
+    gc_s: float  # on the event loop
+    trim_s: float  # in a worker thread
 
 
 class MemoryReturn:
@@ -171,13 +181,24 @@ class MemoryReturn:
                 await self.trim_now(connections)
 
     async def trim_now(self, connections: int) -> Returned | None:
-        """One malloc_trim(0) in a worker thread; None where there is no glibc."""
+        """A full collection, then malloc_trim(0) in a worker thread; None without glibc."""
         trim = self.trim
         if trim is None:
             return None
         before, started = rss_kib(), time.perf_counter()
+        # On the loop: it needs the GIL throughout (tens of ms for ~100k objects), once
+        # after a large drop, at most every MIN_INTERVAL_S.
+        collected = gc.collect()
+        collected_at = time.perf_counter()
         await asyncio.to_thread(trim)
-        done = Returned(connections, before, rss_kib(), time.perf_counter() - started)
+        done = Returned(
+            connections,
+            before,
+            rss_kib(),
+            collected,
+            collected_at - started,
+            time.perf_counter() - collected_at,
+        )
         del self.returned[:-15]  # the last few, for the tests and a debugger
         self.returned.append(done)
         log(
@@ -187,6 +208,8 @@ class MemoryReturn:
             connections=connections,
             rss_before_kib=done.rss_before_kib,
             rss_after_kib=done.rss_after_kib,
-            duration_ms=round(done.duration_s * 1000, 1),
+            collected=done.collected,
+            gc_ms=round(done.gc_s * 1000, 1),
+            trim_ms=round(done.trim_s * 1000, 1),
         )
         return done
