@@ -77,9 +77,9 @@ def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
     )
     clients: list[Client] = []
     try:
-        wait_port("127.0.0.1", port, 20)
-        wait_port("127.0.0.1", admin, 20)
-        wait_port("127.0.0.1", admin + 1, 20)
+        wait_port("127.0.0.1", port, 60)  # a loaded CI machine starts processes slowly
+        wait_port("127.0.0.1", admin, 60)
+        wait_port("127.0.0.1", admin + 1, 60)
         for i in range(16):
             c = Client(port, certs / "ca.pem", client_id=f"w{i}", password=idp.token(f"u{i}"))
             c.connect()
