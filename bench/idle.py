@@ -74,6 +74,34 @@ def _dump(*_):
             fh.write(f"{{s.size / 1024:10.0f}} KiB {{s.count:8d}} {{s.traceback}}\\n")
 signal.signal(signal.SIGUSR2, _dump)
 """
+# --breakdown: SIGUSR2 makes the gateway (after a gc) dump a tracemalloc snapshot and
+# glibc's heap counters; the driver asks once before the connections open and once while
+# they are held, and prints the difference per connection: VmRSS, the malloc heap (C:
+# OpenSSL, llhttp, Python blocks > 512 bytes), Python's own allocations by file and line,
+# and what is left for the C side (malloc minus Python's big blocks minus tracemalloc's
+# own bookkeeping). tracemalloc costs memory itself: read the kB/conn of a run without it.
+BREAKDOWN_PRELUDE = """
+import ctypes, gc, json, signal, tracemalloc
+tracemalloc.start(1)
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+_libc = ctypes.CDLL(None)
+_libc.mallinfo2.restype = _MallInfo2
+_dumps = [0]
+def _dump(*_):
+    gc.collect()
+    _dumps[0] += 1
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump("{out}/snap%d.pickle" % _dumps[0])
+    mi = _libc.mallinfo2()
+    with open("{out}/snap%d.json" % _dumps[0], "w") as fh:
+        json.dump(dict(malloc_in_use=mi.uordblks + mi.hblkhd,
+                       tracemalloc_own=tracemalloc.get_tracemalloc_memory()), fh)
+signal.signal(signal.SIGUSR2, _dump)
+"""
+PYMALLOC_SMALL = 512  # CPython's SMALL_REQUEST_THRESHOLD: bigger blocks come from malloc
 TARGET_KB = 50.0  # issue 7: KB per idle authenticated connection
 SETTLE_S = 2.0  # after the last CONNACK, before reading VmRSS
 
@@ -165,6 +193,8 @@ def hold(
     # Warm-up: lazy imports, the JWKS, the policy's first decisions, pools: not per connection.
     run_connect(ConnectSpec(ep, tokens[:1], 50, 8, 30, f"warm-{path}"))
     time.sleep(1.0)
+    if getattr(args, "breakdown", False) and path == "gateway":
+        _snapshot(server, 1, args.workdir)
     before, broker_before = tree_rss(server), rss_kib(broker)
     ctx = get_context("spawn")
     holders: list[tuple[Any, Connection]] = []
@@ -196,6 +226,8 @@ def hold(
         if args.tracemalloc and path == "gateway":
             os.kill(server, signal.SIGUSR2)
             time.sleep(3.0)
+        if getattr(args, "breakdown", False) and path == "gateway":
+            _snapshot(server, 2, args.workdir)
     finally:
         for _, c in holders:
             with contextlib.suppress(OSError):
@@ -211,6 +243,59 @@ def hold(
     return IdleResult(
         path, opened, errors, open_s, before, held, tree_rss(server), broker_before, broker_held
     )
+
+
+def _snapshot(pid: int, n: int, workdir: Path) -> None:
+    done = workdir / f"snap{n}.json"
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 120
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the JSON is written last; let it close
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/lib/python3", "/wt-idle/", "/main/"):
+        if marker in filename:
+            filename = filename.split(marker, 1)[1]
+    return filename
+
+
+def print_breakdown(workdir: Path, r: IdleResult) -> None:
+    """Per connection: where the gateway's memory went between the two snapshots."""
+    import tracemalloc
+
+    n = r.connections or 1
+    s1, s2 = (tracemalloc.Snapshot.load(str(workdir / f"snap{i}.pickle")) for i in (1, 2))
+    m1, m2 = (json.loads((workdir / f"snap{i}.json").read_text()) for i in (1, 2))
+
+    def split(snap: tracemalloc.Snapshot) -> tuple[int, int]:
+        small = sum(t.size for t in snap.traces if t.size <= PYMALLOC_SMALL)
+        return small, sum(t.size for t in snap.traces) - small
+
+    (small1, big1), (small2, big2) = split(s1), split(s2)
+    malloc = m2["malloc_in_use"] - m1["malloc_in_use"]
+    own = m2["tracemalloc_own"] - m1["tracemalloc_own"]
+    rss = (r.rss_held_kib - r.rss_before_kib) * 1024
+    rows = [
+        ("VmRSS", rss),
+        ("  Python objects <= 512 B (pymalloc arenas)", small2 - small1),
+        ("  Python blocks > 512 B (malloc)", big2 - big1),
+        ("  C: malloc not traced by Python (OpenSSL, llhttp, ...)", malloc - (big2 - big1) - own),
+        ("  tracemalloc's own bookkeeping (absent without it)", own),
+        ("  rest: arena slack, fragmentation, page rounding", rss - malloc - (small2 - small1)),
+    ]
+    print()
+    print(f"per connection, {n} held (bytes; tracemalloc on, so RSS is above a plain run):")
+    for label, v in rows:
+        print(f"{v / n:>10.0f}  {label}")
+    for key, top in (("filename", 25), ("lineno", 30)):
+        print()
+        print(f"Python allocations per connection by {key} (bytes, blocks):")
+        for st in s2.compare_to(s1, key)[:top]:
+            frame = st.traceback[0]
+            where = _short(frame.filename) + (f":{frame.lineno}" if key == "lineno" else "")
+            print(f"{st.size_diff / n:>10.0f} {st.count_diff / n:>6.1f}  {where}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -230,6 +315,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="experiment: trace Python allocations in the gateway; top sites while held",
     )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="experiment: per-connection split of the gateway's memory (tracemalloc, malloc)",
+    )
     p.add_argument("--hold-s", type=float, default=300.0, help="cap on opening + holding")
     p.add_argument("--json", type=Path)
     p.add_argument("--keep", action="store_true")
@@ -248,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prelude = f"import asyncio.sslproto as p; p.SSLProtocol.max_size = {args.ssl_read_buffer}"
     if args.tracemalloc:
         prelude += TRACEMALLOC_PRELUDE.format(out=workdir / "tracemalloc.txt")
+    args.workdir = workdir
+    if args.breakdown:
+        prelude += BREAKDOWN_PRELUDE.format(out=workdir)
     servers = Servers(
         workdir,
         None,
@@ -309,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(
             json.dumps([{**asdict(r), "kb_per_conn": r.kb_per_conn} for r in results], indent=1)
         )
+    for r in results:
+        if args.breakdown and r.path == "gateway" and (workdir / "snap2.json").exists():
+            print_breakdown(workdir, r)
     trace = workdir / "tracemalloc.txt"
     if trace.exists():
         print()

@@ -31,6 +31,7 @@ from gateway.server.connection import ClientConnection
 from gateway.server.decision_stream import DecisionStream
 from gateway.server.memory_return import MemoryReturn, glibc_malloc_trim
 from gateway.server.tenancy import TenantPolicies
+from gateway.server.tls_transport import tune_asyncio_tls
 from gateway.server.websocket import websocket_handler
 from gateway.server.workers import WorkerRole, role_from_env
 
@@ -586,22 +587,6 @@ def preflight(config: GatewayConfig) -> str | None:
     except (ConfigError, PolicyError, OSError, ssl.SSLError, ValueError) as exc:
         return str(exc)
     return None
-
-
-# TLS records are at most 16 KiB (RFC 8446 section 5.1), yet Python 3.11's asyncio TLS
-# transport gives every connection a zero-filled 256 KiB read buffer: 10,000 idle
-# clients would pin 2.5 GiB. One record per read is plenty for MQTT's small packets
-# (bench/README.md "Idle": ~310 kB -> ~65 kB per connection).
-TLS_READ_BUFFER = 16 * 1024
-
-
-def tune_asyncio_tls() -> None:
-    """Shrink asyncio's per-connection TLS read buffer (a class attribute in 3.11+)."""
-    import asyncio.sslproto
-
-    proto: Any = asyncio.sslproto.SSLProtocol
-    if getattr(proto, "max_size", 0) > TLS_READ_BUFFER:
-        proto.max_size = TLS_READ_BUFFER
 
 
 def serve(config: GatewayConfig, log_level: str | None = None) -> int:

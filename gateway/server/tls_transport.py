@@ -1,0 +1,72 @@
+"""asyncio's TLS transport, tuned for many idle connections (issue 7: 10,000, < 50 KB each).
+
+Python 3.11's ``asyncio.sslproto.SSLProtocol`` gives every TLS connection its own
+zero-filled receive buffer of ``max_size`` bytes (256 KiB), so every page of it is
+resident even while the connection sleeps. The buffer only lives for one synchronous
+step of the event loop: the socket transport asks for it (``get_buffer``), ``recv_into``
+fills it, and ``buffer_updated`` copies the bytes into OpenSSL's incoming memory BIO
+before doing anything else (``_SelectorSocketTransport._read_ready__get_buffer``; the
+proactor's ``_feed_data_to_buffered_proto`` is just as synchronous). Nothing reads it
+afterwards, so one buffer per thread serves every connection of that thread's loop.
+
+uvloop brings its own TLS transport (which allocates without touching its buffer) and
+is not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio.sslproto
+import threading
+from typing import Any
+
+# TLS records are at most 16 KiB of plaintext (RFC 8446 section 5.1): one record per
+# read, and ``SSLObject.read(max_size)`` in the copying read path allocates (then
+# shrinks) a bytes object this big, so larger would only cost there. The gateway was
+# measured at this size for throughput (bench/README.md); it is unchanged here.
+TLS_READ_BUFFER = 16 * 1024
+
+
+class _ThreadBuffer(threading.local):
+    """One receive buffer per thread: a thread runs at most one event loop, and a loop
+    uses the buffer synchronously, so connections never see each other's bytes. Per
+    thread, not per process, because ``recv_into`` releases the GIL."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(TLS_READ_BUFFER)
+        self.view = memoryview(self.buffer)
+
+
+_THREAD_BUFFER = _ThreadBuffer()
+
+
+class SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """``SSLProtocol`` whose receive buffer is the thread's shared one.
+
+    ``SSLProtocol.__init__`` still allocates its own buffer; it is dropped at once, so
+    the allocator hands the same 16 KiB chunk to the next connection: one resident
+    buffer, not one per connection (~16 kB per idle connection, bench/idle.py).
+    ``get_buffer`` keeps working unchanged: the shared buffer is ``max_size`` long, and
+    if ``max_size`` were ever raised above it, ``get_buffer`` would allocate a private
+    one for that connection, as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shared: Any = _THREAD_BUFFER
+        self._ssl_buffer = shared.buffer
+        self._ssl_buffer_view = shared.view
+
+
+def tune_asyncio_tls() -> None:
+    """Every TLS connection asyncio opens in this process (the client listener and,
+    with TLS upstream, the broker side) reads into one buffer per thread.
+
+    ``selector_events`` and ``base_events`` look ``sslproto.SSLProtocol`` up when a
+    connection is made, so replacing the module attribute is enough. Idempotent.
+    """
+    module: Any = asyncio.sslproto
+    proto: Any = module.SSLProtocol
+    if proto.max_size > TLS_READ_BUFFER:
+        proto.max_size = TLS_READ_BUFFER
+    if not issubclass(proto, SharedBufferSSLProtocol):
+        module.SSLProtocol = SharedBufferSSLProtocol
