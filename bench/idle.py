@@ -289,7 +289,7 @@ def print_breakdown(workdir: Path, r: IdleResult) -> None:
     print(f"per connection, {n} held (bytes; tracemalloc on, so RSS is above a plain run):")
     for label, v in rows:
         print(f"{v / n:>10.0f}  {label}")
-    for key, top in (("filename", 25), ("lineno", 30)):
+    for key, top in (("filename", 25), ("lineno", 70)):
         print()
         print(f"Python allocations per connection by {key} (bytes, blocks):")
         for st in s2.compare_to(s1, key)[:top]:

@@ -195,7 +195,13 @@ class PacketDecoder:
         size = len(buf)
         try:
             if size - pos < 2:
-                if size > pos and (buf[pos] < 0x10 or self._awaiting_connect):
+                if size == pos:
+                    # All read: let the bytes go (the caller's whole read, up to 64 KiB,
+                    # or the CONNECT with its token), not keep them until the next feed
+                    # of a connection that may stay idle for hours (issue 7, memory).
+                    self._buf = b""
+                    self._pos = 0
+                elif buf[pos] < 0x10 or self._awaiting_connect:
                     self._check_first_byte(buf[pos])
                 return None
             first = buf[pos]

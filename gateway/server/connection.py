@@ -82,6 +82,22 @@ async def _take_binary(queue: Any, first: bytes) -> bytes:
     return first if len(parts) == 1 else b"".join(parts)
 
 
+class ClosedFlag:
+    """``asyncio.Event`` without the waiters: nothing awaits the connection's end, and an
+    Event's empty waiter deque alone is 760 bytes per connection (issue 7, memory)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+
 class ClientConnection:
     """Relays one client: created per WebSocket, ends when either side closes."""
 
@@ -130,7 +146,7 @@ class ClientConnection:
         self._up_bytes = 0
         self._writer: asyncio.StreamWriter | None = None
         self._upstream_task: asyncio.Task[None] | None = None
-        self._closed = asyncio.Event()
+        self._closed = ClosedFlag()
         self._close: Close | None = None
         # One timer per session, armed for its next deadline (connect timeout, keep-alive,
         # token expiry) and moved only when a deadline comes earlier: no wake-up per message.
@@ -186,6 +202,8 @@ class ClientConnection:
                     break
                 if self._closed.is_set():
                     break
+                # Not kept while idle: the last frame may be the CONNECT, token and all.
+                del msg, data, step
         except ConnectionError:
             pass
         except asyncio.CancelledError:
@@ -377,6 +395,11 @@ class ClientConnection:
     async def _authenticate(self, action: Authenticate) -> None:
         outcome = await self.gateway.authenticator.authenticate(
             action.connect, action.client_id, self.transport, action.assigned
+        )
+        # The upgrade's headers and tokens were for this decision; later only the address
+        # and TLS version are read (audit, admin), so a long-lived connection drops the rest.
+        self.transport = TransportInfo(
+            self.transport.remote_address, tls_version=self.transport.tls_version
         )
         if outcome.ok and outcome.identity is not None and outcome.upstream_client_id is not None:
             tenants = self.gateway.tenants

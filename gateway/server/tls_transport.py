@@ -55,6 +55,12 @@ class SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
         shared: Any = _THREAD_BUFFER
         self._ssl_buffer = shared.buffer
         self._ssl_buffer_view = shared.view
+        # Plaintext waiting for the TLS layer, almost always empty. An empty deque holds
+        # a 64-slot block (760 bytes); an empty list 56. ``_do_write`` only appends,
+        # reads and deletes item 0, and clears: a list does all of it, and the backlog
+        # is a handful of writes at most, so ``del [0]`` costs nothing.
+        backlog: Any = []
+        self._write_backlog = backlog
 
 
 def tune_asyncio_tls() -> None:

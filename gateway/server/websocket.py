@@ -73,6 +73,29 @@ def _refuse(status: int, reason: str, remote: str | None) -> web.Response:
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[GATEWAY_KEY]
+    conn = await _upgrade(request, gateway)
+    if not isinstance(conn, ClientConnection):
+        return conn  # refused, as plain HTTP
+    ws = conn.ws
+    remote = request.remote
+    gateway.connections.add(conn)
+    gateway.per_address[remote or ""] += 1
+    try:
+        await conn.run()
+    finally:
+        gateway.connections.discard(conn)
+        gateway.per_address[remote or ""] -= 1
+        if gateway.per_address[remote or ""] <= 0:
+            del gateway.per_address[remote or ""]
+        if not ws.closed:
+            with contextlib.suppress(Exception):
+                await ws.close()
+    return ws
+
+
+async def _upgrade(request: web.Request, gateway: Gateway) -> ClientConnection | web.Response:
+    """The checks and the upgrade. A function of its own so that what it reads (tokens,
+    a copy of the headers) is not held by the handler's frame for the connection's life."""
     cfg = gateway.config
     remote = request.remote
     if not gateway.accepting:
@@ -118,17 +141,4 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         tls_version=tls,
     )
     await ws.prepare(request)
-    conn = ClientConnection(gateway, ws, transport, gateway.audit)
-    gateway.connections.add(conn)
-    gateway.per_address[remote or ""] += 1
-    try:
-        await conn.run()
-    finally:
-        gateway.connections.discard(conn)
-        gateway.per_address[remote or ""] -= 1
-        if gateway.per_address[remote or ""] <= 0:
-            del gateway.per_address[remote or ""]
-        if not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close()
-    return ws
+    return ClientConnection(gateway, ws, transport, gateway.audit)

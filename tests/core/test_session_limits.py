@@ -32,7 +32,7 @@ POLICY = compile_policy(orjson.loads(PERMIT_ALL_POLICY))
 BASE = SessionSettings(max_packet_size=1 << 20, connect_timeout_s=10.0)
 
 
-def session(level: int = 5, keep_alive: int = 60, **limits: object) -> tuple[Session, Connack]:
+def session(level: int = 5, keep_alive: int = 60, **limits: object) -> tuple[Session, Connack, int]:
     s = Session(dataclasses.replace(BASE, **limits), NOW, POLICY)  # type: ignore[arg-type]
     s.receive_from_client(
         encode(Connect("c", protocol_level=level, keep_alive=keep_alive), level), NOW
@@ -41,18 +41,17 @@ def session(level: int = 5, keep_alive: int = 60, **limits: object) -> tuple[Ses
     up = s.upstream_connected()
     connect = decode_packet(up.to_upstream[0], level)
     assert isinstance(connect, Connect)
-    s.upstream_keep_alive = connect.keep_alive  # type: ignore[attr-defined]
     step = s.receive_from_upstream(encode(Connack(False, 0), level))
     connack = decode_packet(step.to_client[0], level)
     assert isinstance(connack, Connack)
-    return s, connack
+    return s, connack, connect.keep_alive
 
 
 def test_keep_alive_imposed_and_enforced() -> None:
-    s, connack = session(keep_alive=0, max_keep_alive_s=30)
+    s, connack, upstream_keep_alive = session(keep_alive=0, max_keep_alive_s=30)
     assert connack.properties.get(PropertyId.SERVER_KEEP_ALIVE) == 30
     # The broker's own check is given twice as long: the gateway's fires first.
-    assert s.upstream_keep_alive == 60  # type: ignore[attr-defined]
+    assert upstream_keep_alive == 60
     assert s.next_deadline() == NOW + 45
     s.receive_from_client(encode(Publish("a", b"", 0), 5), NOW + 40)  # activity moves it
     assert s.next_deadline() == NOW + 85
@@ -63,12 +62,12 @@ def test_keep_alive_imposed_and_enforced() -> None:
 
 
 def test_keep_alive_within_maximum_kept() -> None:
-    _, connack = session(keep_alive=20, max_keep_alive_s=30)
+    _, connack, _ = session(keep_alive=20, max_keep_alive_s=30)
     assert PropertyId.SERVER_KEEP_ALIVE not in connack.properties
 
 
 def test_receive_maximum_announced_and_enforced() -> None:
-    s, connack = session(receive_maximum=2)
+    s, connack, _ = session(receive_maximum=2)
     assert connack.properties.get(PropertyId.RECEIVE_MAXIMUM) == 2
     assert len(s.receive_from_client(encode(Publish("a", b"", 1, packet_id=1), 5)).to_upstream) == 1
     assert len(s.receive_from_client(encode(Publish("a", b"", 2, packet_id=2), 5)).to_upstream) == 1
@@ -81,7 +80,7 @@ def test_receive_maximum_announced_and_enforced() -> None:
 
 
 def test_receive_window_reopens_after_pubcomp() -> None:
-    s, _ = session(receive_maximum=1)
+    s, _, _ = session(receive_maximum=1)
     s.receive_from_client(encode(Publish("a", b"", 2, packet_id=7), 5))
     s.receive_from_upstream(encode(Pubrec(7), 5))
     s.receive_from_upstream(encode(Pubcomp(7), 5))
@@ -90,7 +89,7 @@ def test_receive_window_reopens_after_pubcomp() -> None:
 
 @pytest.mark.parametrize("level", [4, 5])
 def test_message_rate(level: int) -> None:
-    s, _ = session(level=level, max_messages_per_s=10.0)
+    s, _, _ = session(level=level, max_messages_per_s=10.0)
     sent = 0
     for i in range(20):  # a burst of twice the rate is allowed
         step = s.receive_from_client(encode(Publish("a", b"", 0), level), NOW + i * 0.001)
@@ -103,14 +102,14 @@ def test_message_rate(level: int) -> None:
 
 
 def test_byte_rate() -> None:
-    s, _ = session(max_bytes_per_s=1000.0)
+    s, _, _ = session(max_bytes_per_s=1000.0)
     assert s.receive_from_client(encode(Publish("a", b"x" * 1500, 0), 5), NOW).to_upstream
     step = s.receive_from_client(encode(Publish("a", b"x" * 1500, 0), 5), NOW + 0.1)
     assert decode_packet(step.to_client[0], 5) == Disconnect(0x97)
 
 
 def test_topic_length_and_depth() -> None:
-    s, _ = session(max_topic_length=16, max_topic_levels=3)
+    s, _, _ = session(max_topic_length=16, max_topic_levels=3)
     step = s.receive_from_client(encode(Publish("a" * 17, b"", 1, packet_id=1), 5))
     assert step.to_upstream == [] and decode_packet(step.to_client[0], 5) == Puback(1, 0x90)
     step = s.receive_from_client(encode(Publish("a/b/c/d", b"", 1, packet_id=2), 5))
@@ -121,7 +120,7 @@ def test_topic_length_and_depth() -> None:
 
 
 def test_subscription_quota() -> None:
-    s, _ = session(max_subscriptions=2)
+    s, _, _ = session(max_subscriptions=2)
     step = s.receive_from_client(
         encode(Subscribe(1, (Subscription("a", 0), Subscription("b", 0), Subscription("c", 0))), 5)
     )
