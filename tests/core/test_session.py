@@ -365,3 +365,31 @@ def test_broker_gone_v5_client_told() -> None:
     s4, _ = connected(4)
     step = s4.upstream_closed()
     assert step.to_client == [] and step.close is not None
+
+
+def test_idle_session_keeps_no_token_will_or_connect_bytes() -> None:
+    """Issue 7 (memory per idle connection): once the broker has its own CONNECT, the
+    client's token, will and CONNECT bytes are not held for the connection's life."""
+    props = Properties(
+        [(PropertyId.AUTHENTICATION_METHOD, "jwt"), (PropertyId.AUTHENTICATION_DATA, b"the-token")]
+    )
+    c = Connect(
+        "c1",
+        protocol_level=5,
+        username="u",
+        password=b"token",
+        keep_alive=30,
+        will=Will("w/t", b"gone", 1, True),
+        properties=props,
+    )
+    s, step = connected(5, c)
+    up = decode_packet(step.to_upstream[0], 5)
+    assert isinstance(up, Connect) and up.will is not None  # the broker got the will
+    assert s.connect is not None
+    assert s.connect.password is None and s.connect.will is None
+    assert PropertyId.AUTHENTICATION_DATA not in s.connect.properties
+    # What is read later stays: the method (re-authentication) and the keep-alive.
+    assert s.connect.properties.get(PropertyId.AUTHENTICATION_METHOD) == "jwt"
+    assert s.connect.keep_alive == 30
+    assert s._from_client.buffered == 0 and s._from_client._buf == b""
+    assert not hasattr(s, "__dict__")  # slotted: no per-session dict

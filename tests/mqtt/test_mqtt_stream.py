@@ -199,3 +199,17 @@ def test_a_large_packet_in_many_pieces_is_linear() -> None:
     raw = decoder.next_packet()
     assert raw is not None
     assert raw.raw == data
+
+
+def test_read_bytes_are_let_go() -> None:
+    """Issue 7 (memory): a decoder that has returned every packet holds no bytes, so an
+    idle connection does not keep its last read (a CONNECT with a token, or 64 KiB)."""
+    decoder = PacketDecoder(max_packet_size=1 << 20, expect_connect=True)
+    decoder.feed(b"".join(STREAM_V5))
+    assert len(drain(decoder)) == len(STREAM_V5)
+    assert decoder.buffered == 0 and decoder._buf == b""
+    # A packet split across feeds still decodes after the release.
+    decoder.feed(STREAM_V5[2][:3])
+    assert decoder.next_packet() is None and decoder.buffered == 3
+    decoder.feed(STREAM_V5[2][3:])
+    assert [r.raw for r in drain(decoder)] == [STREAM_V5[2]]
