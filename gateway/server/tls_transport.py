@@ -39,6 +39,49 @@ class _ThreadBuffer(threading.local):
 _THREAD_BUFFER = _ThreadBuffer()
 
 
+# What ``SSLProtocol.__init__`` sets on every instance (CPython 3.11). There are more
+# than the 30 keys CPython 3.11 shares between the dicts of a class's instances, so each
+# connection got a private dict of ~1.6 kB; as slots of the subclass they take ~0.3 kB
+# and the dict keeps only the few set later. A name that is a class attribute of
+# ``SSLProtocol`` (a default read before it is set) must not become a slot, which would
+# hide it: those are filtered out, and so a Python whose SSLProtocol differs still works
+# (an unused slot costs 8 bytes; an attribute without one goes to the dict, as before).
+_INSTANCE_ATTRIBUTES = (
+    "_app_protocol",
+    "_app_protocol_is_buffer",
+    "_app_reading_paused",
+    "_app_state",
+    "_app_transport",
+    "_app_transport_created",
+    "_app_writing_paused",
+    "_conn_lost",
+    "_eof_received",
+    "_extra",
+    "_incoming",
+    "_incoming_high_water",
+    "_incoming_low_water",
+    "_loop",
+    "_outgoing",
+    "_outgoing_high_water",
+    "_outgoing_low_water",
+    "_server_hostname",
+    "_server_side",
+    "_ssl_buffer",
+    "_ssl_buffer_view",
+    "_ssl_handshake_timeout",
+    "_ssl_reading_paused",
+    "_ssl_shutdown_timeout",
+    "_ssl_writing_paused",
+    "_sslcontext",
+    "_sslobj",
+    "_state",
+    "_transport",
+    "_waiter",
+    "_write_backlog",
+    "_write_buffer_size",
+)
+
+
 class SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
     """``SSLProtocol`` whose receive buffer is the thread's shared one.
 
@@ -49,6 +92,10 @@ class SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
     if ``max_size`` were ever raised above it, ``get_buffer`` would allocate a private
     one for that connection, as before.
     """
+
+    __slots__ = tuple(
+        name for name in _INSTANCE_ATTRIBUTES if not hasattr(asyncio.sslproto.SSLProtocol, name)
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -77,3 +77,6 @@ async def test_concurrent_tls_connections_each_get_their_own_bytes(tmp_path: Pat
     assert all(isinstance(p, SharedBufferSSLProtocol) for p in protocols)
     assert len({id(p._ssl_buffer) for p in protocols}) == 1  # one buffer, not one each
     assert all(isinstance(p._write_backlog, list) for p in protocols)
+    # What __init__ sets lives in slots: the instance dict keeps the few set later, well
+    # under the 30 keys past which CPython gives every instance a private 1.6 kB dict.
+    assert all(len(vars(p)) < 10 for p in protocols), sorted(vars(protocols[0]))
