@@ -74,15 +74,18 @@ def _dump(*_):
             fh.write(f"{{s.size / 1024:10.0f}} KiB {{s.count:8d}} {{s.traceback}}\\n")
 signal.signal(signal.SIGUSR2, _dump)
 """
-# --breakdown: SIGUSR2 makes the gateway (after a gc) dump a tracemalloc snapshot and
-# glibc's heap counters; the driver asks once before the connections open and once while
-# they are held, and prints the difference per connection: VmRSS, the malloc heap (C:
-# OpenSSL, llhttp, Python blocks > 512 bytes), Python's own allocations by file and line,
-# and what is left for the C side (malloc minus Python's big blocks minus tracemalloc's
-# own bookkeeping). tracemalloc costs memory itself: read the kB/conn of a run without it.
+# --breakdown: SIGUSR2 makes the gateway (after a gc) dump glibc's heap counters and, in
+# the "python" mode, a tracemalloc snapshot; the driver asks once before the connections
+# open and once while they are held, and prints the difference per connection.
+# "heap" (no tracemalloc, so the figures are those of a plain run): VmRSS, the malloc heap
+# (the C side: OpenSSL, llhttp; and Python blocks > 512 bytes) and the rest (pymalloc's
+# arenas of small objects, page rounding). "python": Python's allocations by file and
+# line, split at 512 bytes; tracemalloc's own tables inflate the malloc and RSS rows, so
+# the C side is "heap" malloc minus "python" blocks > 512 bytes.
 BREAKDOWN_PRELUDE = """
 import ctypes, gc, json, signal, tracemalloc
-tracemalloc.start(1)
+if {trace}:
+    tracemalloc.start(1)
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
@@ -266,30 +269,37 @@ def print_breakdown(workdir: Path, r: IdleResult) -> None:
     import tracemalloc
 
     n = r.connections or 1
-    s1, s2 = (tracemalloc.Snapshot.load(str(workdir / f"snap{i}.pickle")) for i in (1, 2))
     m1, m2 = (json.loads((workdir / f"snap{i}.json").read_text()) for i in (1, 2))
+    malloc = m2["malloc_in_use"] - m1["malloc_in_use"]
+    rss = (r.rss_held_kib - r.rss_before_kib) * 1024
+    if not (workdir / "snap2.pickle").exists():
+        print()
+        print(f"per connection, {n} held (bytes; --breakdown heap: no tracemalloc):")
+        print(f"{rss / n:>10.0f}  VmRSS")
+        print(f"{malloc / n:>10.0f}    malloc heap in use (C side + Python blocks > 512 B)")
+        print(f"{(rss - malloc) / n:>10.0f}    rest: pymalloc arenas (objects <= 512 B), slack")
+        return
+    s1, s2 = (tracemalloc.Snapshot.load(str(workdir / f"snap{i}.pickle")) for i in (1, 2))
 
     def split(snap: tracemalloc.Snapshot) -> tuple[int, int]:
         small = sum(t.size for t in snap.traces if t.size <= PYMALLOC_SMALL)
         return small, sum(t.size for t in snap.traces) - small
 
     (small1, big1), (small2, big2) = split(s1), split(s2)
-    malloc = m2["malloc_in_use"] - m1["malloc_in_use"]
     own = m2["tracemalloc_own"] - m1["tracemalloc_own"]
-    rss = (r.rss_held_kib - r.rss_before_kib) * 1024
     rows = [
         ("VmRSS", rss),
         ("  Python objects <= 512 B (pymalloc arenas)", small2 - small1),
         ("  Python blocks > 512 B (malloc)", big2 - big1),
-        ("  C: malloc not traced by Python (OpenSSL, llhttp, ...)", malloc - (big2 - big1) - own),
-        ("  tracemalloc's own bookkeeping (absent without it)", own),
+        ("  malloc not traced: C side + tracemalloc's tables", malloc - (big2 - big1) - own),
+        ("  tracemalloc's traces (absent without it)", own),
         ("  rest: arena slack, fragmentation, page rounding", rss - malloc - (small2 - small1)),
     ]
     print()
     print(f"per connection, {n} held (bytes; tracemalloc on, so RSS is above a plain run):")
     for label, v in rows:
         print(f"{v / n:>10.0f}  {label}")
-    for key, top in (("filename", 25), ("lineno", 70)):
+    for key, top in (("filename", 25), ("lineno", 40)):
         print()
         print(f"Python allocations per connection by {key} (bytes, blocks):")
         for st in s2.compare_to(s1, key)[:top]:
@@ -317,8 +327,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--breakdown",
-        action="store_true",
-        help="experiment: per-connection split of the gateway's memory (tracemalloc, malloc)",
+        nargs="?",
+        const="python",
+        choices=["python", "heap"],
+        help="experiment: per-connection split of the gateway's memory: Python allocations "
+        "by line (tracemalloc), or 'heap' (malloc vs the rest, figures of a plain run)",
     )
     p.add_argument("--hold-s", type=float, default=300.0, help="cap on opening + holding")
     p.add_argument("--json", type=Path)
@@ -340,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prelude += TRACEMALLOC_PRELUDE.format(out=workdir / "tracemalloc.txt")
     args.workdir = workdir
     if args.breakdown:
-        prelude += BREAKDOWN_PRELUDE.format(out=workdir)
+        prelude += BREAKDOWN_PRELUDE.format(out=workdir, trace=args.breakdown == "python")
     servers = Servers(
         workdir,
         None,
