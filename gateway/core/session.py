@@ -219,6 +219,7 @@ class Session:
         "_now",
         "_reauth_pending",
         "_sealed_will",
+        "_unlimited",
         "allowed_counts",
         "client_id",
         "close_reason",
