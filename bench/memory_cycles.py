@@ -3,6 +3,8 @@
 Opens and closes K idle authenticated connections several times against one gateway and
 prints its RSS after each cycle. Flat after the first cycle: the allocator keeps a
 high-water mark (fragmentation) that later connections reuse; growing every cycle: a leak.
+"after return" is read RETURN_WAIT_S after the close, once the gateway has collected
+garbage and trimmed its heap by itself (gateway/server/memory_return.py).
 
     .venv/bin/python bench/memory_cycles.py [--connections 1000] [--cycles 3]
 """
@@ -18,10 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from connect import GATEWAY_LIMITS, raise_file_limit
-from idle import hold
+from idle import hold, tree_rss
 from relay import Servers, load_average, machine, revision
 
 from gateway.auth.devidp import mint_token
+from gateway.server.memory_return import POLL_S, QUIET_S
+
+# The gateway returns memory QUIET_S after the count fell (polled every POLL_S); hold()
+# has already waited 2 s of it.
+RETURN_WAIT_S = QUIET_S + 2 * POLL_S + 1.0
 
 
 def main() -> int:
@@ -51,20 +58,32 @@ def main() -> int:
                 for i in range(args.connections)
             )
             r = hold(servers, "gateway", tokens, args)
+            time.sleep(RETURN_WAIT_S)
+            returned = tree_rss(servers.procs["gateway"].pid)
             rows.append(
-                (cycle, r.connections, r.rss_before_kib, r.rss_held_kib, r.rss_after_close_kib)
+                (
+                    cycle,
+                    r.connections,
+                    r.rss_before_kib,
+                    r.rss_held_kib,
+                    r.rss_after_close_kib,
+                    returned,
+                )
             )
-            time.sleep(1.0)
     finally:
         servers.stop()
     print(f"machine: {machine()}; revision {revision()}; load average {load_average()}")
     print(
         f"{'cycle':>5} {'held':>6} {'RSS before MiB':>15} {'held MiB':>9} {'after close MiB':>16}"
+        f" {'after return MiB':>17}"
     )
-    for cycle, n, before, held, after in rows:
-        print(f"{cycle:>5} {n:>6} {before / 1024:>15.1f} {held / 1024:>9.1f} {after / 1024:>16.1f}")
-    growth = (rows[-1][4] - rows[0][4]) / 1024 if len(rows) > 1 else 0.0
-    print(f"after-close growth from cycle 1 to {len(rows)}: {growth:+.1f} MiB")
+    for cycle, n, before, held, after, returned in rows:
+        print(
+            f"{cycle:>5} {n:>6} {before / 1024:>15.1f} {held / 1024:>9.1f} {after / 1024:>16.1f}"
+            f" {returned / 1024:>17.1f}"
+        )
+    growth = (rows[-1][5] - rows[0][5]) / 1024 if len(rows) > 1 else 0.0
+    print(f"after-return growth from cycle 1 to {len(rows)}: {growth:+.1f} MiB")
     return 0
 
 
