@@ -607,6 +607,11 @@ class Session:
         self._disconnect_client(step, ReasonCode.NOT_AUTHORIZED, reason)
         return step
 
+    @property
+    def upstream_buffered(self) -> int:
+        """Bytes read from the broker that do not make a whole packet yet."""
+        return self._from_upstream.buffered if self._from_upstream is not None else 0
+
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` must next be called (wall-clock seconds), if ever."""
         if self.state is SessionState.CLOSED:

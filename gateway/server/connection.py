@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mqttgate.connection")
 
-# One read from the broker socket. 64 KiB covers many small publishes per wake-up,
-# which is where a relay's cost is (per wake-up, not per byte).
-UPSTREAM_READ_SIZE = 64 * 1024
+# A frame up to this size goes to the TLS transport with its header in one write (one
+# TLS record); a larger one in two, rather than copying it once more.
+FRAME_COPY_MAX = 16 * 1024
 
 # How long a client has to answer the gateway's WebSocket close frame (RFC 6455 section
 # 7.1.1) before its socket is dropped: long enough for a slow mobile link, short enough
@@ -98,6 +98,63 @@ class ClosedFlag:
         self._set = True
 
 
+class UpstreamProtocol(asyncio.Protocol):
+    """The broker connection. Bytes from the broker go straight to the connection's
+    session from ``data_received``: no stream buffer, no reader task, no wake-up per read
+    (issue 7). Writes wait in ``drain`` while the transport has paused writing."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+        self.transport: asyncio.Transport | None = None
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._conn._upstream_data(data)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake()
+        self._conn._upstream_lost()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._drained = self._drained, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Until the transport's buffer is below its low-water mark, or the connection is lost."""
+        if not self._paused or self.lost:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._drained)
+
+
+def _ws_binary_frame_header(n: int) -> bytes:
+    """RFC 6455 section 5.2: FIN + binary opcode, unmasked (server to client), length."""
+    if n < 126:
+        return bytes((0x82, n))
+    if n < 1 << 16:
+        return bytes((0x82, 126)) + n.to_bytes(2, "big")
+    return bytes((0x82, 127)) + n.to_bytes(8, "big")
+
+
 class ClientConnection:
     """Relays one client: created per WebSocket, ends when either side closes."""
 
@@ -135,7 +192,12 @@ class ClientConnection:
         self.session.quiet_allows = not gateway.allow_records_wanted()
         self.session.protection = gateway.protection
         self._on_audit = on_audit
-        self._reader: asyncio.StreamReader | None = None
+        self._up: UpstreamProtocol | None = None
+        # Steps from the broker's side that need awaiting (actions, a client that is
+        # behind, a broker that is behind) run in order in this task while reading the
+        # broker is paused; the common step is applied at once in data_received.
+        self._up_task: asyncio.Task[None] | None = None
+        self._up_held = 0  # bytes for the client in that task, not yet written
         # Upstream writes of one event-loop turn, coalesced (issue 7, item 2).
         self._up_pending: list[bytes] = []
         self._up_pending_bytes = 0
@@ -144,8 +206,6 @@ class ClientConnection:
         # Packets and bytes sent upstream, added to the metrics once per loop turn.
         self._up_packets = 0
         self._up_bytes = 0
-        self._writer: asyncio.StreamWriter | None = None
-        self._upstream_task: asyncio.Task[None] | None = None
         self._closed = ClosedFlag()
         self._close: Close | None = None
         # One timer per session, armed for its next deadline (connect timeout, keep-alive,
@@ -235,13 +295,18 @@ class ClientConnection:
     def buffered(self) -> dict[str, int]:
         """Bytes held for this client: unsent to it, and read from the broker but not yet
         relayed. Both stay bounded while the client is slow (backpressure)."""
-        ws_transport = self.ws._req.transport if self.ws._req is not None else None
-        reader = self._reader
+        ws_transport = self._client_transport()
+        up = self._up.transport if self._up is not None else None
         return {
             "to_client": ws_transport.get_write_buffer_size() if ws_transport else 0,
-            "from_upstream": len(getattr(reader, "_buffer", b"")) if reader is not None else 0,
-            "to_upstream": (self._writer.transport.get_write_buffer_size() if self._writer else 0),
+            "from_upstream": self._up_held + self.session.upstream_buffered,
+            "to_upstream": up.get_write_buffer_size() if up is not None else 0,
         }
+
+    def _client_transport(self) -> asyncio.Transport | None:
+        req = self.ws._req
+        transport = req.transport if req is not None else None
+        return transport if isinstance(transport, asyncio.Transport) else None
 
     def describe(self) -> dict[str, object]:
         """For ``GET /admin/sessions``: who, from where, holding which subscriptions."""
@@ -358,26 +423,21 @@ class ClientConnection:
         the event loop, together with whatever else the client's frames produced in it
         (no timer: ``call_soon`` runs before the loop next waits for I/O). Synchronous,
         so the common case costs no coroutine; True when the caller must drain."""
-        writer = self._writer
-        if writer is None or writer.is_closing():
+        up = self._up.transport if self._up is not None else None
+        if up is None or up.is_closing():
             return False
         self._up_pending.append(data)
         self._up_pending_bytes += len(data)
         if not self._up_flush_scheduled:
             self._up_flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_upstream)
-        return (
-            self._up_pending_bytes + writer.transport.get_write_buffer_size()
-            > self._write_buffer_high
-        )
+        return self._up_pending_bytes + up.get_write_buffer_size() > self._write_buffer_high
 
     async def _drain_upstream(self) -> None:
         """Backpressure: the broker is slow, so stop reading the client until it catches up."""
         self._flush_upstream()
-        writer = self._writer
-        if writer is not None:
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
+        if self._up is not None:
+            await self._up.drain()
 
     def _flush_upstream(self) -> None:
         self._up_flush_scheduled = False
@@ -388,9 +448,9 @@ class ClientConnection:
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._up_pending_bytes = 0
-        writer = self._writer
-        if writer is not None and not writer.is_closing():
-            writer.write(data)
+        up = self._up.transport if self._up is not None else None
+        if up is not None and not up.is_closing():
+            up.write(data)
 
     async def _authenticate(self, action: Authenticate) -> None:
         outcome = await self.gateway.authenticator.authenticate(
@@ -441,13 +501,14 @@ class ClientConnection:
     async def _open_upstream(self) -> None:
         up = self.gateway.config.upstream
         ctx: ssl.SSLContext | None = self.gateway.upstream_ssl
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            transport, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: UpstreamProtocol(self),
                     up.host,
                     up.port,
                     ssl=ctx,
-                    limit=UPSTREAM_READ_SIZE,
                     server_hostname=up.host if ctx else None,
                 ),
                 timeout=up.connect_timeout_s,
@@ -463,39 +524,90 @@ class ClientConnection:
             await self._apply(self.session.upstream_failed(type(exc).__name__))
             return
         self.gateway.note_upstream(ok=True)
-        self._reader, self._writer = reader, writer
+        self._up = protocol
         # MQTT packets are small and latency matters more than segment count.
-        sock = writer.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        writer.transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high)
-        self._upstream_task = asyncio.create_task(self._read_upstream(reader))
+        transport.set_write_buffer_limits(high=self._write_buffer_high)
+        if self._closed.is_set():
+            transport.close()  # the client left while the broker answered
+            return
         await self._apply(self.session.upstream_connected())
 
-    async def _read_upstream(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while not self._closed.is_set():
-                data = await reader.read(UPSTREAM_READ_SIZE)
-                if not data:
-                    break
-                await self._apply(self.session.receive_from_upstream(data))
-        except (ConnectionError, OSError):
-            pass
-        except asyncio.CancelledError:
+    def _upstream_data(self, data: bytes) -> None:
+        """``data_received`` of the broker connection: synchronous for the common step."""
+        if self._closed.is_set():
             return
+        step = self.session.receive_from_upstream(data)
+        if not step.actions and not step.to_upstream and self._up_task is None:
+            down = step.to_client
+            if not down or self._write_client_now(down):
+                self._count()
+                return
+        self._upstream_later(step, resume=True)
+
+    def _write_client_now(self, chunks: list[bytes]) -> bool:
+        """One WebSocket frame straight to the client's transport, when it is open and
+        not behind (else False: the step waits in the upstream task, which awaits
+        aiohttp's drain). Several MQTT packets per frame: MQTT 5 spec 6.0."""
+        transport = self._client_transport()
+        if (
+            self.ws.closed
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > self._write_buffer_high
+        ):
+            return False
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.gateway.audit_pipeline.metrics.packets(UPSTREAM_TO_CLIENT, len(chunks), len(data))
+        header = _ws_binary_frame_header(len(data))
+        if len(data) <= FRAME_COPY_MAX:
+            transport.write(header + data)
+        else:
+            transport.write(header)
+            transport.write(data)
+        return True
+
+    def _upstream_later(self, step: Step, *, resume: bool) -> None:
+        """Apply a broker-side step in the upstream task, after those before it; reading
+        the broker stays paused until it is done (backpressure, and order)."""
+        up = self._up.transport if self._up is not None else None
+        if up is not None and resume and not up.is_closing():
+            up.pause_reading()
+        self._up_held += sum(len(c) for c in step.to_client)
+        self._up_task = asyncio.create_task(self._upstream_step(self._up_task, step, resume))
+
+    async def _upstream_step(
+        self, before: asyncio.Task[None] | None, step: Step, resume: bool
+    ) -> None:
+        if before is not None and not before.done():
+            await asyncio.wait({before})
+        try:
+            await self._apply(step)
+        finally:
+            self._up_held -= sum(len(c) for c in step.to_client)
+            if self._up_task is asyncio.current_task():
+                self._up_task = None
+            up = self._up.transport if self._up is not None else None
+            if resume and up is not None and not up.is_closing() and not self._closed.is_set():
+                up.resume_reading()
+
+    def _upstream_lost(self) -> None:
+        """``connection_lost`` of the broker connection."""
         if not self._closed.is_set():
-            await self._apply(self.session.upstream_closed())
+            self._upstream_later(self.session.upstream_closed(), resume=False)
 
     # -- closing -----------------------------------------------------------------
 
     async def _close_both(self, close: Close) -> None:
         self._flush_upstream()  # what the session queued before closing goes first
-        writer = self._writer
-        if writer is not None and not writer.is_closing():
-            with contextlib.suppress(ConnectionError, OSError):
-                await asyncio.wait_for(writer.drain(), 1.0)
-            writer.close()
+        up = self._up
+        if up is not None and up.transport is not None and not up.transport.is_closing():
+            with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(up.drain(), 1.0)
+            up.transport.close()
         receiver = self._receiver
         if receiver is not None and receiver is not asyncio.current_task() and not receiver.done():
             # Closed from the broker's side, a timer or the server: the receiving task
@@ -518,13 +630,14 @@ class ClientConnection:
         current = asyncio.current_task()
         if self._timer is not None:
             self._timer.cancel()
-        for task in (self._upstream_task, self._timer_task):
+        for task in (self._up_task, self._timer_task):
             if task is not None and task is not current and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.close()
+        up = self._up.transport if self._up is not None else None
+        if up is not None and not up.is_closing():
+            up.close()
 
     @property
     def state(self) -> SessionState:
