@@ -94,3 +94,24 @@ async def test_known_packets_are_still_counted(gateway_factory: GatewayFactory, 
     assert up >= 43 + (40 if qos else 0)
     sub.disconnect()
     pub.disconnect()
+
+
+def test_frame_lengths_at_every_boundary(gateway_factory: GatewayFactory) -> None:
+    """Deliveries written straight to the client's transport (connection.py
+    _write_client_now) carry RFC 6455 5.2 lengths in all three forms."""
+    gw = gateway_factory()
+    t = "len-" + uuid.uuid4().hex[:8]
+    sub = gw.client(version=5)
+    pub = gw.client(version=5)
+    sub.connect()
+    pub.connect()
+    sub.subscribe(f"{t}/x", 1)
+    # Frame payload = MQTT packet: these sizes put it on both sides of 126 and 65,536.
+    sizes = [0, 100, 110, 120, 130, 65_400, 65_530, 65_540, 70_000, 200_000]
+    for n in sizes:
+        pub.publish(f"{t}/x", bytes([n % 251]) * n, 1)
+    got = [sub.expect() for _ in sizes]
+    assert [len(m.payload) for m in got] == sizes
+    assert all(m.payload == bytes([n % 251]) * n for m, n in zip(got, sizes, strict=True))
+    sub.disconnect()
+    pub.disconnect()
