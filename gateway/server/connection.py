@@ -104,7 +104,9 @@ class UpstreamProtocol(asyncio.Protocol):
     (issue 7). Writes wait in ``drain`` while the transport has paused writing."""
 
     def __init__(self, conn: ClientConnection) -> None:
-        self._conn = conn
+        # Dropped in connection_lost: the connection holds this protocol too, and a cycle
+        # would keep every closed connection until a full collection.
+        self._conn: ClientConnection | None = conn
         self.transport: asyncio.Transport | None = None
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -115,7 +117,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._conn._upstream_data(data)
+        if self._conn is not None:
+            self._conn._upstream_data(data)
 
     def eof_received(self) -> bool:
         return False  # the transport closes; connection_lost follows
@@ -123,7 +126,9 @@ class UpstreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._wake()
-        self._conn._upstream_lost()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn._upstream_lost()
 
     def pause_writing(self) -> None:
         self._paused = True
