@@ -72,12 +72,15 @@ def utf8(s: str) -> bytes:
     return struct.pack(">H", len(b)) + b
 
 
-def connect_packet(level: int, client_id: str, password: str, clean_start: bool) -> bytes:
-    """CONNECT with user name and password (the JWT); v5 asks for a session that outlives us."""
+def connect_packet(
+    level: int, client_id: str, password: str, clean_start: bool, *, keep_session: bool = True
+) -> bytes:
+    """CONNECT with user name and password (the JWT); v5 asks for a session that outlives
+    us unless ``keep_session`` is False (then it ends with the connection, v5 3.1.2.11.2)."""
     flags = 0xC0 | (0x02 if clean_start else 0)
     props = b""
     if level == MQTT_5:
-        p = b"\x11" + struct.pack(">I", SESSION_EXPIRY_S)
+        p = b"\x11" + struct.pack(">I", SESSION_EXPIRY_S if keep_session else 0)
         props = varint(len(p)) + p
     body = (
         utf8("MQTT")
