@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v -E "^WARNING: Location|is ignored" || true
+.venv/bin/python -m pip install -q -e '.[test,speed]' 2>&1 | grep -v -E "^WARNING: Location|is ignored" || true
 .venv/bin/python -c 'import gateway, aiohttp, jwt, paho.mqtt' || { echo "setup: the virtual environment is incomplete" >&2; exit 1; }
 
 # -- Browser tests (issue 8): Debian's Chromium and the npm packages of web/ ---------------

@@ -17,7 +17,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import WSMsgType, web
 
@@ -113,8 +113,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, asyncio's or uvloop's (which does not subclass asyncio's).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._conn is not None:
@@ -310,8 +310,8 @@ class ClientConnection:
 
     def _client_transport(self) -> asyncio.Transport | None:
         req = self.ws._req
-        transport = req.transport if req is not None else None
-        return transport if isinstance(transport, asyncio.Transport) else None
+        # asyncio's or uvloop's TLS transport (uvloop's does not subclass asyncio's).
+        return cast(asyncio.Transport, req.transport) if req is not None else None
 
     def describe(self) -> dict[str, object]:
         """For ``GET /admin/sessions``: who, from where, holding which subscriptions."""

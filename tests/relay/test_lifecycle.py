@@ -151,3 +151,25 @@ def test_version() -> None:
 
     out = subprocess.run([*MQTTGATE, "--version"], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == f"mqttgate {__version__}"
+
+
+def test_serve_runs_on_uvloop_when_installed(
+    served: tuple[ServeProcess, int, Path], idp: DevIdp
+) -> None:
+    """``pip install mqttgate[speed]`` (CI installs it): the served gateway runs on
+    uvloop, whose transports are not asyncio's classes, and relays both ways."""
+    pytest.importorskip("uvloop", reason="uvloop not installed (the mqttgate[speed] extra)")
+    proc, port, certs = served
+    sub = Client(port, certs / "ca.pem", version=5, password=idp.token("u-uv"))
+    pub = Client(port, certs / "ca.pem", version=4, password=idp.token("u-uv2"))
+    sub.connect()
+    pub.connect()
+    sub.subscribe("uv/x", 1)
+    for i in range(20):
+        pub.publish("uv/x", f"m{i}".encode(), i % 2)
+    assert [sub.expect().payload for _ in range(20)] == [f"m{i}".encode() for i in range(20)]
+    sub.disconnect()
+    pub.disconnect()
+    code, err = proc.stop()
+    assert code == 0
+    assert '"using uvloop"' in err
