@@ -69,19 +69,25 @@ class KnownTopics:
         return self._by_first.get(first)
 
 
-def scan_from_client(
+def scan_known(
     buf: bytes | bytearray,
     pos: int,
     known: KnownTopics,
     mqtt5: bool,
     max_packet_size: int,
     inflight: set[int],
-    receive_maximum: int,
+    receive_maximum: int | None,
 ) -> tuple[int, int, int]:
-    """Leading packets of ``buf[pos:]`` from a client that go upstream unchanged: known
-    PUBLISHes (QoS 0/1), PUBACK and PINGREQ. Returns (end of the run, packets in it,
-    PUBLISHes among them); QoS 1 packet identifiers join ``inflight`` (v5 3.3.4, Receive
-    Maximum)."""
+    """Leading packets of ``buf[pos:]`` that go on unchanged: known PUBLISHes (QoS 0/1),
+    PUBACKs, and PINGREQ from a client or PINGRESP from the broker. Returns (end of the
+    run, packets in it, PUBLISHes among them).
+
+    From a client (``receive_maximum`` given), a QoS 1 packet identifier joins
+    ``inflight``, within the Receive Maximum the gateway announced (v5 3.3.4); from the
+    broker (``receive_maximum`` None), a PUBACK's identifier leaves it.
+    """
+    from_client = receive_maximum is not None
+    ping = PINGREQ_FIRST if from_client else PINGRESP_FIRST
     size = len(buf)
     packets = publishes = 0
     while size - pos >= 2:
@@ -112,76 +118,29 @@ def scan_from_client(
                 if end - topic_end < 2:
                     break
                 pid = (buf[topic_end] << 8) | buf[topic_end + 1]
-                # v5 2.2.1: a packet identifier is never 0; the window must have room.
-                if pid == 0 or (pid not in inflight and len(inflight) >= receive_maximum):
-                    break
+                if pid == 0:
+                    break  # v5 2.2.1: a packet identifier is never 0
+                if (
+                    receive_maximum is not None
+                    and pid not in inflight
+                    and len(inflight) >= receive_maximum
+                ):
+                    break  # the full path disconnects (0x93)
                 after += 2
             if mqtt5 and (after >= end or buf[after] != 0):
                 break  # properties (or none at all): the full path reads them
             if after > end or bytes(buf[t + 2 : topic_end]) not in topics:
                 break
-            if pid:
+            if pid and from_client:
                 inflight.add(pid)
-            publishes += 1
-        elif not (
-            (first == PUBACK_FIRST and length == 2 and buf[pos + 2] | buf[pos + 3])
-            or (first == PINGREQ_FIRST and length == 0)
-        ):
-            break
-        pos = end
-        packets += 1
-    return pos, packets, publishes
-
-
-def scan_from_upstream(
-    buf: bytes | bytearray,
-    pos: int,
-    known: KnownTopics,
-    mqtt5: bool,
-    max_packet_size: int,
-    inflight: set[int],
-) -> tuple[int, int, int]:
-    """Leading packets of ``buf[pos:]`` from the broker that go to the client unchanged:
-    known PUBLISHes (QoS 0/1), PUBACK (its identifier leaves ``inflight``) and PINGRESP.
-    Returns (end of the run, packets in it, PUBLISHes among them)."""
-    size = len(buf)
-    packets = publishes = 0
-    while size - pos >= 2:
-        first = buf[pos]
-        length = buf[pos + 1]
-        header = 2
-        if length >= 0x80:
-            if size - pos < 3 or not 0 < buf[pos + 2] < 0x80:
-                break
-            length = (length & 0x7F) | (buf[pos + 2] << 7)
-            header = 3
-        end = pos + header + length
-        if end > size or header + length > max_packet_size:
-            break
-        if first & 0xF0 == PUBLISH_TYPE:
-            topics = known.topics_for(first)
-            if topics is None:
-                break
-            t = pos + header
-            if end - t < 2:
-                break
-            topic_end = t + 2 + ((buf[t] << 8) | buf[t + 1])
-            after = topic_end
-            if first & _QOS_MASK:
-                if end - topic_end < 2 or not (buf[topic_end] | buf[topic_end + 1]):
-                    break
-                after += 2
-            if mqtt5 and (after >= end or buf[after] != 0):
-                break
-            if after > end or bytes(buf[t + 2 : topic_end]) not in topics:
-                break
             publishes += 1
         elif first == PUBACK_FIRST and length == 2:
             pid = (buf[pos + 2] << 8) | buf[pos + 3]
             if not pid:
                 break
-            inflight.discard(pid)
-        elif not (first == PINGRESP_FIRST and length == 0):
+            if not from_client:
+                inflight.discard(pid)
+        elif not (first == ping and length == 0):
             break
         pos = end
         packets += 1

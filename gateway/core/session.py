@@ -25,7 +25,7 @@ from time import perf_counter_ns
 
 from gateway.acl import Policy, PolicyDecision
 from gateway.core.aliases import AliasError, TopicAliases
-from gateway.core.knownpackets import KnownTopics, scan_from_client, scan_from_upstream
+from gateway.core.knownpackets import KnownTopics, scan_known
 from gateway.core.mount import TopicMount
 from gateway.core.outputs import (
     AuditEvent,
@@ -377,13 +377,14 @@ class Session:
     def _known_upstream_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
         """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
         assert self._from_upstream is not None
-        end, packets, publishes = scan_from_upstream(
+        end, packets, publishes = scan_known(
             buf,
             pos,
             self._known_from_upstream,
             self.protocol_level == MQTT_5,
             self._from_upstream.max_packet_size,
             self._inflight,
+            None,
         )
         if end != pos:
             step.to_client.append(
@@ -806,7 +807,7 @@ class Session:
 
     def _known_client_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
         """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
-        end, packets, publishes = scan_from_client(
+        end, packets, publishes = scan_known(
             buf,
             pos,
             self._known_from_client,

@@ -8,12 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.acl import compile_policy
-from gateway.core.knownpackets import (
-    KNOWN_TOPICS_MAX,
-    KnownTopics,
-    scan_from_client,
-    scan_from_upstream,
-)
+from gateway.core.knownpackets import KNOWN_TOPICS_MAX, KnownTopics, scan_known
 from gateway.core.outputs import AuditEvent
 from gateway.core.session import Session, SessionSettings, SessionState
 from gateway.identity import Identity
@@ -67,7 +62,7 @@ def test_scan_takes_a_run_of_known_publishes_and_stops_at_an_unknown_topic() -> 
     k = known((0x30, b"u/alice/a"), (0x32, b"u/alice/a"))
     data = pub("u/alice/a") + pub("u/alice/a", 1, 7) + pub("u/alice/b") + pub("u/alice/a")
     inflight: set[int] = set()
-    end, packets, publishes = scan_from_client(data, 0, k, False, 65536, inflight, 10)
+    end, packets, publishes = scan_known(data, 0, k, False, 65536, inflight, 10)
     assert end == len(pub("u/alice/a")) + len(pub("u/alice/a", 1, 7))
     assert (packets, publishes) == (2, 2)
     assert inflight == {7}
@@ -76,66 +71,66 @@ def test_scan_takes_a_run_of_known_publishes_and_stops_at_an_unknown_topic() -> 
 def test_scan_keys_on_the_whole_first_byte() -> None:
     k = known((0x30, b"u/alice/a"))
     # Same topic, but retained, or QoS 1: another decision, so the full path's.
-    assert scan_from_client(pub("u/alice/a", retain=True), 0, k, False, 65536, set(), 10)[0] == 0
-    assert scan_from_client(pub("u/alice/a", 1, 1), 0, k, False, 65536, set(), 10)[0] == 0
+    assert scan_known(pub("u/alice/a", retain=True), 0, k, False, 65536, set(), 10)[0] == 0
+    assert scan_known(pub("u/alice/a", 1, 1), 0, k, False, 65536, set(), 10)[0] == 0
 
 
 def test_scan_leaves_partial_packets_for_later() -> None:
     k = known((0x30, b"u/alice/a"))
     data = pub("u/alice/a")
     for cut in range(len(data)):
-        assert scan_from_client(data[:cut], 0, k, False, 65536, set(), 10) == (0, 0, 0)
+        assert scan_known(data[:cut], 0, k, False, 65536, set(), 10) == (0, 0, 0)
 
 
 def test_scan_refuses_what_the_full_decoder_must_judge() -> None:
     k = known((0x32, b"u/alice/a"), (0x30, b"u/alice/a"))
     # Packet identifier 0 (v5 2.2.1).
     assert (
-        scan_from_client(
+        scan_known(
             pub("u/alice/a", 1, 1)[:-9] + b"\x00\x00" + b"payload", 0, k, False, 65536, set(), 10
         )[0]
         == 0
     )
     # The Receive Maximum is reached (v5 3.3.4): the full path disconnects.
-    assert scan_from_client(pub("u/alice/a", 1, 9), 0, k, False, 65536, {1, 2}, 2)[0] == 0
+    assert scan_known(pub("u/alice/a", 1, 9), 0, k, False, 65536, {1, 2}, 2)[0] == 0
     # A retransmission of one in flight is fine.
-    assert scan_from_client(pub("u/alice/a", 1, 2), 0, k, False, 65536, {1, 2}, 2)[1] == 1
+    assert scan_known(pub("u/alice/a", 1, 2), 0, k, False, 65536, {1, 2}, 2)[1] == 1
     # Larger than the maximum packet size.
-    assert scan_from_client(pub("u/alice/a"), 0, k, False, 10, set(), 10)[0] == 0
+    assert scan_known(pub("u/alice/a"), 0, k, False, 10, set(), 10)[0] == 0
     # A non-minimal Remaining Length (v5 1.5.5): 0x80 0x00.
     body = pub("u/alice/a")[2:]
     odd = bytes([0x30, 0x80 | len(body), 0x00]) + body
-    assert scan_from_client(odd, 0, k, False, 65536, set(), 10)[0] == 0
+    assert scan_known(odd, 0, k, False, 65536, set(), 10)[0] == 0
     # A topic length that runs past the packet.
     bad = bytearray(pub("u/alice/a"))
     bad[3] = 200
-    assert scan_from_client(bytes(bad), 0, k, False, 65536, set(), 10)[0] == 0
+    assert scan_known(bytes(bad), 0, k, False, 65536, set(), 10)[0] == 0
 
 
 def test_v5_properties_take_the_full_path() -> None:
     k = known((0x30, b"u/alice/a"))
     plain = pub("u/alice/a", level=5)
-    assert scan_from_client(plain, 0, k, True, 65536, set(), 10)[0] == len(plain)
+    assert scan_known(plain, 0, k, True, 65536, set(), 10)[0] == len(plain)
     props = Properties([(PropertyId.USER_PROPERTY, ("k", "v"))])
     with_props = pub("u/alice/a", level=5, properties=props)
-    assert scan_from_client(with_props, 0, k, True, 65536, set(), 10)[0] == 0
+    assert scan_known(with_props, 0, k, True, 65536, set(), 10)[0] == 0
 
 
 def test_two_byte_remaining_length() -> None:
     k = known((0x30, b"u/alice/a"))
     big = encode(Publish("u/alice/a", b"x" * 1000), 4)
     assert big[1] >= 0x80
-    assert scan_from_client(big + big, 0, k, False, 65536, set(), 10)[:2] == (2 * len(big), 2)
+    assert scan_known(big + big, 0, k, False, 65536, set(), 10)[:2] == (2 * len(big), 2)
 
 
 def test_acks_and_pings_pass_and_upstream_pubacks_end_flows() -> None:
     k = KnownTopics()
     ping = b"\xc0\x00"
     ack = encode(Puback(5), 4)
-    assert scan_from_client(ping + ack, 0, k, False, 65536, set(), 10) == (4 + 2, 2, 0)
-    assert scan_from_client(b"\x40\x02\x00\x00", 0, k, False, 65536, set(), 10)[0] == 0
+    assert scan_known(ping + ack, 0, k, False, 65536, set(), 10) == (4 + 2, 2, 0)
+    assert scan_known(b"\x40\x02\x00\x00", 0, k, False, 65536, set(), 10)[0] == 0
     inflight = {5, 6}
-    assert scan_from_upstream(ack + b"\xd0\x00", 0, k, False, 65536, inflight) == (6, 2, 0)
+    assert scan_known(ack + b"\xd0\x00", 0, k, False, 65536, inflight, None) == (6, 2, 0)
     assert inflight == {6}
 
 
