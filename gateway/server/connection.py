@@ -1,10 +1,16 @@
 """The asyncio shell around one ``Session``: a WebSocket on one side, the broker on the other.
 
 All protocol decisions are the session's; this module only moves bytes, awaits the
-authenticator and the broker connection, and keeps both directions bounded:
-``ws.send_bytes`` waits for the client's socket to drain (aiohttp's writer limit), and
-writes upstream wait for the broker's socket once more than ``write_buffer_high`` bytes
-are queued, so the fast side stops being read while the slow side is behind.
+authenticator and the broker connection, and keeps both directions bounded: frames for
+the client are written at once only while its socket has less than ``write_buffer_high``
+bytes queued (otherwise reading the broker pauses and ``ws.send_bytes`` waits for the
+socket to drain), and writes upstream wait for the broker's socket once more than
+``write_buffer_high`` bytes are queued, so the fast side stops being read while the slow
+side is behind.
+
+Per message, the cost is in wake-ups and calls, not bytes (issue 7): the WebSocket frames
+of one read go to the session together, the broker's bytes reach it from
+``data_received`` with no reader task, and the writes of one loop turn go out together.
 """
 
 from __future__ import annotations
