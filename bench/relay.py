@@ -151,6 +151,9 @@ class Servers:
     start_bare: bool = True
     mosquitto_tls_tcp: bool = False  # an MQTT-over-TLS listener too (connect baseline)
     gateway_limits: str = ""  # extra lines for the gateway's [limits] table
+    # --audit-log: the JSON-lines audit log on, so every decision (allows included) is a
+    # record, written in batches by the audit thread (issue 7: "audit on").
+    audit_log: bool = False
     # Python run in the gateway process before it starts (--workers 1 only): experiments
     # such as idle.py --ssl-read-buffer, never the figures of record.
     gateway_prelude: str = ""
@@ -282,7 +285,12 @@ jwks_file = "{self.idp["jwks"]}"
 [acl]
 policy = "{policy}"
 watch = false
-"""
+{self._audit_table()}"""
+
+    def _audit_table(self) -> str:
+        if not self.audit_log:
+            return ""
+        return f'\n[audit]\nlog_file = "{self.workdir / "audit.jsonl"}"\n'
 
     def _start_gateway(self, name: str, workers: int) -> None:
         port = free_port()
@@ -776,6 +784,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, help="write every result here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    p.add_argument(
+        "--audit-log",
+        action="store_true",
+        help="the gateway writes the JSON-lines audit log: every decision is a record",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.messages = min(args.messages, 20_000)
@@ -809,6 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop=args.uvloop,
         gateway_workers=tuple(args.gateway_workers),
         start_bare="bare" in args.paths,
+        audit_log=args.audit_log,
     )
     workers = Workers(args.procs, load_cpus)
     results: list[Result] = []
