@@ -137,6 +137,34 @@ def gateway_name(workers: int, first: bool) -> str:
     return "gateway" if first else f"gateway-w{workers}"
 
 
+def otlp_sink() -> int:
+    """An OTLP/HTTP collector on loopback that answers 200 and keeps nothing, on a thread
+    of this process: the exporter's cost is the gateway's, not the collector's."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    port = free_port()
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200, content_type="application/x-protobuf")
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/traces", accept)
+        app.router.add_post("/v1/metrics", accept)
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        loop.run_forever()
+
+    threading.Thread(target=serve, daemon=True, name="otlp-sink").start()
+    return port
+
+
 @dataclass
 class Servers:
     """Mosquitto, the bare relay and the gateway(s), in one temporary directory."""
@@ -154,6 +182,10 @@ class Servers:
     # --audit-log: the JSON-lines audit log on, so every decision (allows included) is a
     # record, written in batches by the audit thread (issue 7: "audit on").
     audit_log: bool = False
+    # --audit-spans RATIO: allow spans at this sampling ratio (denies and authentications
+    # always) over OTLP/HTTP to a collector that accepts and discards (otlp_sink).
+    audit_spans: float | None = None
+    otlp_port: int = 0
     # Python run in the gateway process before it starts (--workers 1 only): experiments
     # such as idle.py --ssl-read-buffer, never the figures of record.
     gateway_prelude: str = ""
@@ -288,9 +320,13 @@ watch = false
 {self._audit_table()}"""
 
     def _audit_table(self) -> str:
-        if not self.audit_log:
-            return ""
-        return f'\n[audit]\nlog_file = "{self.workdir / "audit.jsonl"}"\n'
+        lines = []
+        if self.audit_log:
+            lines.append(f'log_file = "{self.workdir / "audit.jsonl"}"')
+        if self.audit_spans is not None:
+            lines.append(f'otlp_endpoint = "http://127.0.0.1:{self.otlp_port}"')
+            lines.append(f"allow_sample_ratio = {self.audit_spans}")
+        return "\n[audit]\n" + "\n".join(lines) + "\n" if lines else ""
 
     def _start_gateway(self, name: str, workers: int) -> None:
         port = free_port()
@@ -785,6 +821,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write every result here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     p.add_argument(
+        "--audit-spans",
+        type=float,
+        metavar="RATIO",
+        help="the gateway exports allow spans at this sampling ratio (0..1) to a local sink",
+    )
+    p.add_argument(
         "--audit-log",
         action="store_true",
         help="the gateway writes the JSON-lines audit log: every decision is a record",
@@ -823,6 +865,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gateway_workers=tuple(args.gateway_workers),
         start_bare="bare" in args.paths,
         audit_log=args.audit_log,
+        audit_spans=args.audit_spans,
+        otlp_port=otlp_sink() if args.audit_spans is not None else 0,
     )
     workers = Workers(args.procs, load_cpus)
     results: list[Result] = []
