@@ -156,14 +156,18 @@ class AuditPipeline:
         if self._writer is not None:
             self._writer.submit(rec, self._tracing)
 
-    def decision(self, rec: DecisionRecord) -> None:
+    def decision(self, rec: DecisionRecord, *, sampled: bool = False) -> None:
         """One authorization decision: counted and logged always; a span when it is a
-        deny or a sampled allow. Do not also call ``metrics.decision`` for it."""
+        deny or a sampled allow (``sampled``: the session drew it already, see
+        ``session_sample_ratio``). Do not also call ``metrics.decision`` for it."""
         self.metrics.decision(rec.action, rec.verdict, rec.decision_ns / 1e9)
         if self._writer is not None:
             ratio = self._ratio
             span = self._tracing and (
-                rec.verdict != "allow" or ratio >= 1.0 or (ratio > 0.0 and random.random() < ratio)
+                sampled
+                or rec.verdict != "allow"
+                or ratio >= 1.0
+                or (ratio > 0.0 and random.random() < ratio)
             )
             self._writer.submit(rec, span)
 
@@ -174,9 +178,15 @@ class AuditPipeline:
 
     @property
     def wants_allow_records(self) -> bool:
-        """Whether an allowed decision must become a record (log line or sampled span);
-        when not, the data path only counts allows."""
-        return self.config.log_file is not None or (self._tracing and self._ratio > 0.0)
+        """Whether every allowed decision must become a record (the log has them all);
+        when not, the data path counts allows and samples spans itself."""
+        return self.config.log_file is not None
+
+    @property
+    def session_sample_ratio(self) -> float:
+        """The share of allows a session turns into events when only spans want them: it
+        draws before building anything (issue 7), and the pipeline does not draw again."""
+        return self._ratio if self._tracing else 0.0
 
     def prometheus_text(self) -> bytes:
         failing = 1 if self.log_failing else 0

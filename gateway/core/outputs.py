@@ -54,6 +54,9 @@ class AuditEvent:
     verdict: str  # "allow" | "deny" | "info"
     reason: str
     attributes: Mapping[str, object] = field(default_factory=dict)
+    # An allow the session drew for a span (``Session.allow_sample_ratio``): the pipeline
+    # exports it without drawing again.
+    sampled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import enum
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from random import random as _random
 from time import perf_counter_ns
 
 from gateway.acl import Policy, PolicyDecision
@@ -220,6 +221,7 @@ class Session:
         "_reauth_pending",
         "_sealed_will",
         "_unlimited",
+        "allow_sample_ratio",
         "allowed_counts",
         "client_id",
         "close_reason",
@@ -265,6 +267,10 @@ class Session:
         # no live viewer) the shell sets this: allows are then only counted, here, and
         # the shell adds the counts to its metrics (issue 7: no per-message allocation).
         self.quiet_allows = False
+        # With quiet allows: the share of them that still become events, for sampled
+        # spans (issue 7: drawn here, before anything is built, so the other allows cost
+        # a count). Known packets are used only when it is 0.
+        self.allow_sample_ratio = 0.0
         self.allowed_counts: dict[str, int] = {}
         self.subscriptions = SubscriptionBook()
         self.mount: TopicMount | None = None
@@ -325,8 +331,8 @@ class Session:
         self._last_client_activity = self._now
         if (
             self.state is SessionState.CONNECTED
-            and self.quiet_allows
             and self._unlimited
+            and self._known_lane()
             and not self._from_client.buffered
         ):
             # The common case: whole packets, all known, straight from the caller's bytes.
@@ -350,14 +356,14 @@ class Session:
         if self.state is SessionState.CLOSED or self._from_upstream is None:
             return step
         decoder = self._from_upstream
-        if self.state is SessionState.CONNECTED and self.quiet_allows and not decoder.buffered:
+        if self.state is SessionState.CONNECTED and self._known_lane() and not decoder.buffered:
             end = self._known_upstream_run(data, 0, step)
             if end == len(data):
                 return step
             data = data[end:]
         decoder.feed(data)
         while self._open():
-            if self.quiet_allows and self.state is SessionState.CONNECTED:
+            if self._known_lane() and self.state is SessionState.CONNECTED:
                 buf, pos = decoder.unread()
                 end = self._known_upstream_run(buf, pos, step)
                 if end != pos:
@@ -373,6 +379,10 @@ class Session:
                 break
             self._upstream_packet(raw, step)
         return step
+
+    def _known_lane(self) -> bool:
+        """Known packets may skip the full path: allows are only counted, none sampled."""
+        return self.quiet_allows and not self.allow_sample_ratio
 
     def _known_upstream_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
         """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
@@ -788,7 +798,7 @@ class Session:
     def _drain_client(self, step: Step) -> None:
         decoder = self._from_client
         while self.state is SessionState.CONNECTED:
-            if self.quiet_allows and self._unlimited:
+            if self._unlimited and self._known_lane():
                 buf, pos = decoder.unread()
                 end = self._known_client_run(buf, pos, step)
                 if end != pos:
@@ -1399,9 +1409,13 @@ class Session:
         d: PolicyDecision,
         **extra: object,
     ) -> None:
+        sampled = False
         if self.quiet_allows and d.verdict == "allow":
-            self.allowed_counts[action] = self.allowed_counts.get(action, 0) + 1
-            return
+            ratio = self.allow_sample_ratio
+            if ratio <= 0.0 or (ratio < 1.0 and _random() >= ratio):
+                self.allowed_counts[action] = self.allowed_counts.get(action, 0) + 1
+                return
+            sampled = True
         attributes: dict[str, object] = {
             "client_id": self.client_id,
             "topic": topic,
@@ -1413,7 +1427,7 @@ class Session:
             "policy_version": d.policy_version,
         }
         attributes.update(extra)
-        step.actions.append(AuditEvent(action, d.verdict, d.reason, attributes))
+        step.actions.append(AuditEvent(action, d.verdict, d.reason, attributes, sampled))
 
     def _audit(self, step: Step, kind: str, verdict: str, reason: str, **attrs: object) -> None:
         attributes: dict[str, object] = {"client_id": self.client_id}

@@ -155,6 +155,10 @@ class Gateway:
         """Whether sessions must report allowed decisions one by one."""
         return self.audit_pipeline.wants_allow_records or bool(self.decision_stream.viewers)
 
+    def allow_sample_ratio(self) -> float:
+        """The share of (otherwise only counted) allows sessions report, for sampled spans."""
+        return self.audit_pipeline.session_sample_ratio
+
     def viewers_changed(self) -> None:
         quiet = not self.allow_records_wanted()
         for conn in self.connections:
@@ -199,7 +203,8 @@ class Gateway:
                     client_address=conn.transport.remote_address,
                     granted_qos=_int(a.get("granted_qos")),
                     connection_id=conn.id,
-                )
+                ),
+                sampled=event.sampled,
             )
             if event.kind == "revoke":
                 self.audit_pipeline.metrics.revocation()

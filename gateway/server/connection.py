@@ -201,6 +201,7 @@ class ClientConnection:
             gateway.policy,
         )
         self.session.quiet_allows = not gateway.allow_records_wanted()
+        self.session.allow_sample_ratio = gateway.allow_sample_ratio()
         self.session.protection = gateway.protection
         self._on_audit = on_audit
         self._up: UpstreamProtocol | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.audit import AuditConfig, AuditPipeline
@@ -122,6 +124,28 @@ def test_ratio_between_samples_allows_only(receiver: OtlpReceiver) -> None:
     assert len(denies) == 50
     assert 300 < len(allows) < 700  # 500 expected; 9 standard deviations of slack
     assert pipe.metrics.decisions[("publish", "allow")] == 2000
+
+
+def test_allows_the_session_sampled_are_exported_without_a_second_draw(
+    receiver: OtlpReceiver,
+) -> None:
+    """Sessions draw the sample themselves (``session_sample_ratio``) and mark what they
+    drew: all of those become spans, and the pipeline draws only for unmarked allows."""
+    pipe = AuditPipeline(AuditConfig(otlp_endpoint=receiver.url, allow_sample_ratio=0.25))
+    assert pipe.session_sample_ratio == 0.25
+    assert not pipe.wants_allow_records  # no log: sessions may count allows
+    pipe.start()
+    for i in range(40):
+        pipe.decision(decide("allow", n=i), sampled=True)
+    pipe.shutdown_sync()
+    spans = receiver.wait_for(lambda s: len(s) >= 40)
+    assert len([s for s in spans if s.attributes["mqttgate.verdict"] == "allow"]) == 40
+    assert pipe.metrics.decisions[("publish", "allow")] == 40
+
+
+def test_no_session_sampling_without_spans_and_every_allow_with_a_log(tmp_path: Path) -> None:
+    assert AuditPipeline(AuditConfig(allow_sample_ratio=0.5)).session_sample_ratio == 0.0
+    assert AuditPipeline(AuditConfig(log_file=str(tmp_path / "a.jsonl"))).wants_allow_records
 
 
 def test_standard_environment_variables(

@@ -257,3 +257,22 @@ def test_fast_and_full_paths_agree(
     fast = _run(level, True, packets, cuts)
     full = _run(level, False, packets, cuts)
     assert fast == full
+
+
+def test_sampled_allows_become_events_and_the_rest_are_counted() -> None:
+    """Allow spans sampled in the session (issue 7): at ratio 1 every allow is an event
+    marked sampled (and known packets are not used, so none is skipped); at 0 none is."""
+    s = session(4, quiet=True)
+    s.allow_sample_ratio = 1.0
+    for _ in range(3):
+        step = s.receive_from_client(pub("u/alice/a"))
+        (event,) = [a for a in step.actions if isinstance(a, AuditEvent)]
+        assert (event.kind, event.verdict, event.sampled) == ("publish", "allow", True)
+    assert s.allowed_counts.get("publish", 0) == 0
+    s.allow_sample_ratio = 0.0
+    assert not s.receive_from_client(pub("u/alice/a")).actions
+    assert s.allowed_counts["publish"] == 1
+    # Denies are never sampled: always an event, never marked.
+    step = s.receive_from_client(pub("u/bob/a"))
+    (deny,) = [a for a in step.actions if isinstance(a, AuditEvent)]
+    assert (deny.verdict, deny.sampled) == ("deny", False)
