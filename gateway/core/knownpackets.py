@@ -21,6 +21,7 @@ Anything else (other packet types, QoS 2, properties, topic aliases, packets abo
 
 from __future__ import annotations
 
+from random import random as _random
 from typing import Final
 
 # MQTT 5 spec 2.1.2: fixed header first bytes.
@@ -77,10 +78,12 @@ def scan_known(
     max_packet_size: int,
     inflight: set[int],
     receive_maximum: int | None,
-) -> tuple[int, int, int]:
+    sample_ratio: float = 0.0,
+) -> tuple[int, int, int, bool]:
     """Leading packets of ``buf[pos:]`` that go on unchanged: known PUBLISHes (QoS 0/1),
     PUBACKs, and PINGREQ from a client or PINGRESP from the broker. Returns (end of the
-    run, packets in it, PUBLISHes among them).
+    run, packets in it, PUBLISHes among them, whether the run ends at a PUBLISH drawn for
+    a span at ``sample_ratio``: the full path must audit that one).
 
     From a client (``receive_maximum`` given), a QoS 1 packet identifier joins
     ``inflight``, within the Receive Maximum the gateway announced (v5 3.3.4); from the
@@ -131,6 +134,8 @@ def scan_known(
                 break  # properties (or none at all): the full path reads them
             if after > end or bytes(buf[t + 2 : topic_end]) not in topics:
                 break
+            if sample_ratio and (sample_ratio >= 1.0 or _random() < sample_ratio):
+                return pos, packets, publishes, True
             if pid and from_client:
                 inflight.add(pid)
             publishes += 1
@@ -144,4 +149,4 @@ def scan_known(
             break
         pos = end
         packets += 1
-    return pos, packets, publishes
+    return pos, packets, publishes, False

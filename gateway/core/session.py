@@ -219,6 +219,7 @@ class Session:
         "_message_bucket",
         "_now",
         "_reauth_pending",
+        "_sample_next",
         "_sealed_will",
         "_unlimited",
         "allow_sample_ratio",
@@ -271,6 +272,8 @@ class Session:
         # spans (issue 7: drawn here, before anything is built, so the other allows cost
         # a count). Known packets are used only when it is 0.
         self.allow_sample_ratio = 0.0
+        # A known packet was drawn for a span: the full path audits the next allow.
+        self._sample_next = False
         self.allowed_counts: dict[str, int] = {}
         self.subscriptions = SubscriptionBook()
         self.mount: TopicMount | None = None
@@ -381,13 +384,14 @@ class Session:
         return step
 
     def _known_lane(self) -> bool:
-        """Known packets may skip the full path: allows are only counted, none sampled."""
-        return self.quiet_allows and not self.allow_sample_ratio
+        """Known packets may skip the full path: allows are only counted (or sampled by
+        the scan), and the packet a scan stopped at for a span has been audited."""
+        return self.quiet_allows and not self._sample_next
 
     def _known_upstream_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
         """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
         assert self._from_upstream is not None
-        end, packets, publishes = scan_known(
+        end, packets, publishes, sampled = scan_known(
             buf,
             pos,
             self._known_from_upstream,
@@ -395,7 +399,9 @@ class Session:
             self._from_upstream.max_packet_size,
             self._inflight,
             None,
+            self.allow_sample_ratio,
         )
+        self._sample_next = sampled
         if end != pos:
             step.to_client.append(
                 buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
@@ -817,7 +823,7 @@ class Session:
 
     def _known_client_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
         """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
-        end, packets, publishes = scan_known(
+        end, packets, publishes, sampled = scan_known(
             buf,
             pos,
             self._known_from_client,
@@ -825,7 +831,9 @@ class Session:
             self.settings.max_packet_size,
             self._inflight,
             self.settings.receive_maximum,
+            self.allow_sample_ratio,
         )
+        self._sample_next = sampled
         if end != pos:
             step.to_upstream.append(
                 buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
@@ -1410,9 +1418,10 @@ class Session:
         **extra: object,
     ) -> None:
         sampled = False
+        drawn, self._sample_next = self._sample_next, False
         if self.quiet_allows and d.verdict == "allow":
             ratio = self.allow_sample_ratio
-            if ratio <= 0.0 or (ratio < 1.0 and _random() >= ratio):
+            if not drawn and (ratio <= 0.0 or (ratio < 1.0 and _random() >= ratio)):
                 self.allowed_counts[action] = self.allowed_counts.get(action, 0) + 1
                 return
             sampled = True

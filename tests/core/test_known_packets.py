@@ -62,7 +62,7 @@ def test_scan_takes_a_run_of_known_publishes_and_stops_at_an_unknown_topic() -> 
     k = known((0x30, b"u/alice/a"), (0x32, b"u/alice/a"))
     data = pub("u/alice/a") + pub("u/alice/a", 1, 7) + pub("u/alice/b") + pub("u/alice/a")
     inflight: set[int] = set()
-    end, packets, publishes = scan_known(data, 0, k, False, 65536, inflight, 10)
+    end, packets, publishes, _ = scan_known(data, 0, k, False, 65536, inflight, 10)
     assert end == len(pub("u/alice/a")) + len(pub("u/alice/a", 1, 7))
     assert (packets, publishes) == (2, 2)
     assert inflight == {7}
@@ -79,7 +79,7 @@ def test_scan_leaves_partial_packets_for_later() -> None:
     k = known((0x30, b"u/alice/a"))
     data = pub("u/alice/a")
     for cut in range(len(data)):
-        assert scan_known(data[:cut], 0, k, False, 65536, set(), 10) == (0, 0, 0)
+        assert scan_known(data[:cut], 0, k, False, 65536, set(), 10) == (0, 0, 0, False)
 
 
 def test_scan_refuses_what_the_full_decoder_must_judge() -> None:
@@ -127,10 +127,10 @@ def test_acks_and_pings_pass_and_upstream_pubacks_end_flows() -> None:
     k = KnownTopics()
     ping = b"\xc0\x00"
     ack = encode(Puback(5), 4)
-    assert scan_known(ping + ack, 0, k, False, 65536, set(), 10) == (4 + 2, 2, 0)
+    assert scan_known(ping + ack, 0, k, False, 65536, set(), 10) == (4 + 2, 2, 0, False)
     assert scan_known(b"\x40\x02\x00\x00", 0, k, False, 65536, set(), 10)[0] == 0
     inflight = {5, 6}
-    assert scan_known(ack + b"\xd0\x00", 0, k, False, 65536, inflight, None) == (6, 2, 0)
+    assert scan_known(ack + b"\xd0\x00", 0, k, False, 65536, inflight, None) == (6, 2, 0, False)
     assert inflight == {6}
 
 
@@ -211,10 +211,15 @@ def _encode(level: int, side: str, topic: str, qos: int, extra: str, pid: int) -
 
 
 def _run(
-    level: int, quiet: bool, packets: list[tuple[str, str, int, str, int]], cuts: list[int]
+    level: int,
+    quiet: bool,
+    packets: list[tuple[str, str, int, str, int]],
+    cuts: list[int],
+    sample_ratio: float = 0.0,
 ) -> Outcome:
     """Consecutive packets for one side arrive as one chunk, cut at ``cuts``."""
     s = session(level, quiet)
+    s.allow_sample_ratio = sample_ratio
     chunks: list[tuple[bool, bytes]] = []
     for side, *rest in packets:
         data = _encode(level, side, *rest)  # type: ignore[arg-type]
@@ -247,14 +252,19 @@ def _run(
     st.sampled_from([4, 5]),
     st.lists(packet_st, max_size=40),
     st.lists(st.integers(0, 600), max_size=6),
+    st.sampled_from([0.0, 0.0, 0.3, 1.0]),
 )
 def test_fast_and_full_paths_agree(
-    level: int, packets: list[tuple[str, str, int, str, int]], cuts: list[int]
+    level: int,
+    packets: list[tuple[str, str, int, str, int]],
+    cuts: list[int],
+    sample_ratio: float,
 ) -> None:
     """Whatever the packets and however they are split, a session that forwards known
     packets sends the same bytes each way and counts the same allowed decisions as one
-    that decodes everything."""
-    fast = _run(level, True, packets, cuts)
+    that decodes everything; with allow spans sampled, the allows it reports as events
+    and the ones it counts add up to the same."""
+    fast = _run(level, True, packets, cuts, sample_ratio)
     full = _run(level, False, packets, cuts)
     assert fast == full
 
