@@ -5,15 +5,17 @@ same client publishes to the same few topics at the same QoS, the broker deliver
 same few topics. A session's verdict on a PUBLISH depends only on its fixed header's
 first byte (type, DUP, QoS, RETAIN), its topic, the identity and the policy; so once the
 full path (``Session.on_client_publish`` / ``on_delivery``) has allowed a PUBLISH and
-forwarded it byte for byte, ``KnownTopics`` remembers (first byte, topic bytes), and the
-scanners below forward later packets with the same pair as they are, checking only what
+forwarded it byte for byte, ``KnownTopics`` remembers (first byte, topic bytes), and
+``scan_known`` forwards later packets with the same pair as they are, checking only what
 the full decoder would check about the bytes that differ (lengths, packet identifier,
 an empty property section).
 
-The session clears ``KnownTopics`` whenever the policy or the identity changes, and uses
-the scanners only when nothing needs allowed decisions one by one (``quiet_allows``) and
-no per-message rate limit applies: then a remembered topic is exactly the cached
-decision of the full path, minus the cost of building a ``Publish`` to look it up.
+The session clears ``KnownTopics`` whenever the policy or the identity changes, and scans
+only when nothing needs allowed decisions one by one (``quiet_allows``) and no
+per-message rate limit applies: then a remembered topic is exactly the cached decision
+of the full path, minus the cost of building a ``Publish`` to look it up. Allow spans
+sampled at a ratio are drawn by the scan itself: it stops at a drawn PUBLISH, which the
+full path then audits.
 
 Anything else (other packet types, QoS 2, properties, topic aliases, packets above
 16,383 bytes, malformed bytes) stops a scan; the session's full path takes that packet.

@@ -368,11 +368,7 @@ class ClientConnection:
             await self._drain_upstream()
         down = step.to_client
         if down:
-            # Several MQTT packets in one WebSocket frame (MQTT 5 spec 6.0 allows it):
-            # one frame, one TLS record, one wake-up of the client for a whole batch.
-            data = down[0] if len(down) == 1 else b"".join(down)
-            self.gateway.audit_pipeline.metrics.packets(UPSTREAM_TO_CLIENT, len(down), len(data))
-            await self._write_client(data)
+            await self._write_client(self._client_frame(down))
         for action in step.actions:
             if isinstance(action, AuditEvent):
                 self._on_audit(self, action)
@@ -560,6 +556,14 @@ class ClientConnection:
                 return
         self._upstream_later(step, resume=True)
 
+    def _client_frame(self, chunks: list[bytes]) -> bytes:
+        """The payload of one WebSocket frame for the client, counted in the metrics:
+        several MQTT packets per frame (MQTT 5 spec 6.0), so one frame, one TLS record
+        and one wake-up of the client for a whole batch."""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.gateway.audit_pipeline.metrics.packets(UPSTREAM_TO_CLIENT, len(chunks), len(data))
+        return data
+
     def _write_client_now(self, chunks: list[bytes]) -> bool:
         """One WebSocket frame straight to the client's transport, when it is open and
         not behind (else False: the step waits in the upstream task, which awaits
@@ -572,8 +576,7 @@ class ClientConnection:
             or transport.get_write_buffer_size() > self._write_buffer_high
         ):
             return False
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.gateway.audit_pipeline.metrics.packets(UPSTREAM_TO_CLIENT, len(chunks), len(data))
+        data = self._client_frame(chunks)
         header = _ws_binary_frame_header(len(data))
         if len(data) <= FRAME_COPY_MAX:
             transport.write(header + data)
@@ -588,18 +591,19 @@ class ClientConnection:
         up = self._up.transport if self._up is not None else None
         if up is not None and resume and not up.is_closing():
             up.pause_reading()
-        self._up_held += sum(len(c) for c in step.to_client)
-        self._up_task = asyncio.create_task(self._upstream_step(self._up_task, step, resume))
+        held = sum(len(c) for c in step.to_client)
+        self._up_held += held
+        self._up_task = asyncio.create_task(self._upstream_step(self._up_task, step, held, resume))
 
     async def _upstream_step(
-        self, before: asyncio.Task[None] | None, step: Step, resume: bool
+        self, before: asyncio.Task[None] | None, step: Step, held: int, resume: bool
     ) -> None:
         if before is not None and not before.done():
             await asyncio.wait({before})
         try:
             await self._apply(step)
         finally:
-            self._up_held -= sum(len(c) for c in step.to_client)
+            self._up_held -= held
             if self._up_task is asyncio.current_task():
                 self._up_task = None
             up = self._up.transport if self._up is not None else None
