@@ -26,7 +26,6 @@ from gateway.logs import log
 from gateway.server.admin_api import policy_from_text
 from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import ConnectAuthenticator
-from gateway.server.closed_websocket import drop_close_traceback
 from gateway.server.connection import ClientConnection
 from gateway.server.decision_stream import DecisionStream
 from gateway.server.memory_return import MemoryReturn, glibc_malloc_trim
@@ -244,7 +243,7 @@ class Gateway:
     def client_app(self) -> web.Application:
         app = web.Application(client_max_size=1024)
         app[GATEWAY_KEY] = self
-        app.router.add_get(self.config.listener.path, _websocket_route)
+        app.router.add_get(self.config.listener.path, websocket_handler)
         if self.rest is not None and self.config.rest.listener == "client":
             self.rest.add_routes(app)
         return app
@@ -489,13 +488,6 @@ STREAM_FIELDS = ("topic", "qos", "retain", "rule_id", "pattern", "granted_qos", 
 
 # Session events that are authorization decisions (the rest are connection events).
 DECISION_KINDS = frozenset({"publish", "subscribe", "delivery", "will", "revoke"})
-
-
-async def _websocket_route(request: web.Request) -> web.StreamResponse:
-    resp = await websocket_handler(request)
-    # The connection is over: its objects go now, not at the next full GC.
-    drop_close_traceback(resp)
-    return resp
 
 
 def _first(identity: Identity | None, name: str) -> str | None:

@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from gateway.logs import log
 from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.authn import TransportInfo
+from gateway.server.closed_websocket import drop_close_traceback
 from gateway.server.connection import ClientConnection
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         if not ws.closed:
             with contextlib.suppress(Exception):
                 await ws.close()
+        # The connection is over: its objects go now, not at the next full GC.
+        drop_close_traceback(ws)
     return ws
 
 
