@@ -131,3 +131,11 @@ class Identity:
 
     def __iter__(self) -> Iterator[Binding]:
         return iter(self.bindings.values())
+
+
+def identity_user_id(identity: Identity | None) -> str | None:
+    """The first {user_id} value: what the audit trail names a decision's user by."""
+    if identity is None:
+        return None
+    values = identity.binding("user_id").values
+    return values[0] if values else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from collections.abc import Mapping, Sequence
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -34,8 +35,14 @@ from gateway.audit.exporters import CountingSpanExporter, metric_exporter, span_
 from gateway.audit.logfile import RotatingJsonLog
 from gateway.audit.metrics import AuditMetrics
 from gateway.audit.prometheus import CONTENT_TYPE
-from gateway.audit.records import AuditRecord, ConnectionRecord, DecisionRecord
-from gateway.audit.writer import AuditWriter
+from gateway.audit.records import (
+    AuditRecord,
+    ConnectionRecord,
+    DecisionRecord,
+    decider_fragment,
+)
+from gateway.audit.writer import AllowRun, AuditWriter
+from gateway.core.outputs import LoggedAllow
 
 INSTRUMENTATION_SCOPE = "mqttgate.audit"
 
@@ -171,6 +178,22 @@ class AuditPipeline:
             )
             self._writer.submit(rec, span)
 
+    def allows(self, allows: list[LoggedAllow], decider: bytes) -> None:
+        """Allows a session appended to its ledger (already counted in the metrics):
+        one log line each, built on the writer thread, stamped with this moment."""
+        if self._writer is not None and self.config.log_file is not None:
+            self._writer.submit_allows(AllowRun(allows, decider, time.time_ns()))
+
+    @staticmethod
+    def decider(
+        client_id: str | None,
+        user_id: str | None,
+        client_address: str | None,
+        connection_id: str | None,
+    ) -> bytes:
+        """A connection's part of its ledger lines (``records.decider_fragment``)."""
+        return decider_fragment(client_id, user_id, client_address, connection_id)
+
     @property
     def log_failing(self) -> bool:
         """The last write to the audit log failed (disk full, I/O error)."""
@@ -178,8 +201,8 @@ class AuditPipeline:
 
     @property
     def wants_allow_records(self) -> bool:
-        """Whether every allowed decision must become a record (the log has them all);
-        when not, the data path counts allows and samples spans itself."""
+        """Whether every allowed decision must become a record (the log has them all):
+        sessions then keep a ledger of the allows they only count (``allows``)."""
         return self.config.log_file is not None
 
     @property

@@ -14,11 +14,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 
 from gateway.audit.logfile import RotatingJsonLog
-from gateway.audit.records import AuditRecord, log_entry
+from gateway.audit.records import AuditRecord, log_entry, logged_allow_lines
+from gateway.core.outputs import LoggedAllow
 from gateway.logs import log
 
 logger = logging.getLogger("gateway.audit")
@@ -30,6 +32,18 @@ DRAIN_INTERVAL_S = 0.05
 WAKE_BATCH = 512
 
 SpanSink = Callable[[AuditRecord], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AllowRun:
+    """Allows a session only appended to its ledger, from one turn of one connection."""
+
+    allows: list[LoggedAllow]
+    decider: bytes  # records.decider_fragment of the connection
+    time_unix_ns: int
+
+
+Entry = tuple[AuditRecord, bool] | AllowRun
 
 
 class AuditWriter:
@@ -49,11 +63,14 @@ class AuditWriter:
         self._max = max_records
         self._fsync_batches = fsync_batches
         self._on_drop = on_drop
-        self._queue: deque[tuple[AuditRecord, bool]] = deque()
+        self._queue: deque[Entry] = deque()
+        # Records queued and records taken off: each written by one thread only (the
+        # event loop, this thread), so no lock; their difference bounds the queue.
+        self._queued = 0
+        self._taken = 0
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._busy = False
         self.written = 0
         self.spans = 0
         self.dropped = 0
@@ -68,16 +85,30 @@ class AuditWriter:
 
     def submit(self, rec: AuditRecord, span: bool) -> None:
         """Queue one record (data path: no I/O, no lock)."""
-        q = self._queue
-        if len(q) >= self._max or self._stopping:
+        queued = self._queued
+        if queued - self._taken >= self._max or self._stopping:
             self._drop(1)
             return
-        q.append((rec, span))
-        if len(q) >= WAKE_BATCH and not self._wake.is_set():
+        self._queue.append((rec, span))
+        self._queued = queued + 1
+        if queued + 1 - self._taken >= WAKE_BATCH and not self._wake.is_set():
+            self._wake.set()
+
+    def submit_allows(self, run: AllowRun) -> None:
+        """Queue a run of ledger allows, one log line each (data path: no I/O, no lock)."""
+        n = len(run.allows)
+        queued = self._queued
+        if queued + n - self._taken > self._max or self._stopping:
+            self._drop(n)
+            return
+        self._queue.append(run)
+        self._queued = queued + n
+        if queued + n - self._taken >= WAKE_BATCH and not self._wake.is_set():
             self._wake.set()
 
     def pending(self) -> int:
-        return len(self._queue) + (1 if self._busy else 0)
+        """Records queued and not yet written (or dropped by a failing write)."""
+        return self._queued - self._taken
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued record is written (the log flushed, spans handed on)."""
@@ -125,36 +156,49 @@ class AuditWriter:
     def _drain(self) -> None:
         q = self._queue
         while q:
-            self._busy = True
-            batch: list[tuple[AuditRecord, bool]] = []
+            batch: list[Entry] = []
+            records = 0
             try:
-                for _ in range(min(len(q), 4 * WAKE_BATCH)):
-                    batch.append(q.popleft())
+                while records < 4 * WAKE_BATCH:
+                    entry = q.popleft()
+                    batch.append(entry)
+                    records += len(entry.allows) if type(entry) is AllowRun else 1
             except IndexError:
                 pass
-            self._write(batch)
-            self._busy = False
+            try:
+                self._write(batch, records)
+            finally:
+                self._taken += records
         if self._log is not None and self._fsync_batches:
             self._flush_log(fsync=True)
 
-    def _write(self, batch: list[tuple[AuditRecord, bool]]) -> None:
+    def _write(self, batch: list[Entry], records: int) -> None:
         if self._log is not None:
             dumps = orjson.dumps
             option = orjson.OPT_APPEND_NEWLINE
+            lines: list[bytes] = []
+            for entry in batch:
+                if isinstance(entry, AllowRun):
+                    lines += logged_allow_lines(entry.allows, entry.decider, entry.time_unix_ns)
+                else:
+                    lines.append(dumps(log_entry(entry[0]), option=option))
             try:
-                self._log.write_lines([dumps(log_entry(rec), option=option) for rec, _ in batch])
+                self._log.write_lines(lines)
                 self._log.flush()
-                self.written += len(batch)
+                self.written += records
                 self.log_failing = False
             except OSError as exc:
                 # Disk full, file gone, I/O error: the gateway decides what that means
                 # ([audit] on_log_failure); the writer keeps trying with the next batch.
                 self.log_failing = True
-                self._drop(len(batch))
+                self._drop(records)
                 log(logger, logging.ERROR, "audit log write failed", error=str(exc))
         if self._span_sink is not None:
             sink = self._span_sink
-            for rec, span in batch:
+            for entry in batch:
+                if isinstance(entry, AllowRun):
+                    continue  # ledger allows are never spans (sampled ones are events)
+                rec, span = entry
                 if span:
                     try:
                         sink(rec)

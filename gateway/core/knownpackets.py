@@ -11,9 +11,11 @@ the full decoder would check about the bytes that differ (lengths, packet identi
 an empty property section).
 
 The session clears ``KnownTopics`` whenever the policy or the identity changes, and scans
-only when nothing needs allowed decisions one by one (``quiet_allows``) and no
+only when nothing needs allowed decisions one by one as events (``quiet_allows``) and no
 per-message rate limit applies: then a remembered topic is exactly the cached decision
-of the full path, minus the cost of building a ``Publish`` to look it up. Allow spans
+of the full path, minus the cost of building a ``Publish`` to look it up. When the audit
+log wants every allow, the scan appends the remembered ``LoggedAllow`` for each packet
+to the session's ledger instead. Allow spans
 sampled at a ratio are drawn by the scan itself: it stops at a drawn PUBLISH, which the
 full path then audits.
 
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 from random import random as _random
 from typing import Final
+
+from gateway.core.outputs import LoggedAllow
 
 # MQTT 5 spec 2.1.2: fixed header first bytes.
 PUBLISH_TYPE: Final = 0x30
@@ -41,34 +45,35 @@ KNOWN_TOPICS_MAX: Final = 1024
 
 
 class KnownTopics:
-    """(first byte, topic bytes) of PUBLISH packets this session forwards unchanged."""
+    """(first byte, topic bytes) of PUBLISH packets this session forwards unchanged, each
+    with the allow it was forwarded on (what the audit log records for a repeat)."""
 
     __slots__ = ("_by_first", "_count")
 
     def __init__(self) -> None:
-        self._by_first: dict[int, set[bytes]] = {}
+        self._by_first: dict[int, dict[bytes, LoggedAllow]] = {}
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
-    def add(self, first: int, topic: bytes) -> None:
+    def add(self, first: int, topic: bytes, allow: LoggedAllow) -> None:
         if first & _QOS_MASK == _QOS_2:
             return  # QoS 2 needs the session's flow tracking
         if self._count >= KNOWN_TOPICS_MAX:
             self.clear()
         topics = self._by_first.get(first)
         if topics is None:
-            topics = self._by_first[first] = set()
+            topics = self._by_first[first] = {}
         if topic not in topics:
-            topics.add(topic)
             self._count += 1
+        topics[topic] = allow
 
     def clear(self) -> None:
         self._by_first.clear()
         self._count = 0
 
-    def topics_for(self, first: int) -> set[bytes] | None:
+    def topics_for(self, first: int) -> dict[bytes, LoggedAllow] | None:
         return self._by_first.get(first)
 
 
@@ -81,6 +86,7 @@ def scan_known(
     inflight: set[int],
     receive_maximum: int | None,
     sample_ratio: float = 0.0,
+    ledger: list[LoggedAllow] | None = None,
 ) -> tuple[int, int, int, bool]:
     """Leading packets of ``buf[pos:]`` that go on unchanged: known PUBLISHes (QoS 0/1),
     PUBACKs, and PINGREQ from a client or PINGRESP from the broker. Returns (end of the
@@ -134,12 +140,17 @@ def scan_known(
                 after += 2
             if mqtt5 and (after >= end or buf[after] != 0):
                 break  # properties (or none at all): the full path reads them
-            if after > end or bytes(buf[t + 2 : topic_end]) not in topics:
+            if after > end:
+                break
+            allow = topics.get(bytes(buf[t + 2 : topic_end]))
+            if allow is None:
                 break
             if sample_ratio and (sample_ratio >= 1.0 or _random() < sample_ratio):
                 return pos, packets, publishes, True
             if pid and from_client:
                 inflight.add(pid)
+            if ledger is not None:
+                ledger.append(allow)
             publishes += 1
         elif first == PUBACK_FIRST and length == 2:
             pid = (buf[pos + 2] << 8) | buf[pos + 3]

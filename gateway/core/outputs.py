@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.mqtt.packets import Connect
+
+if TYPE_CHECKING:
+    from gateway.acl.decision import PolicyDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,37 @@ class AuditEvent:
     # An allow the session drew for a span (``Session.allow_sample_ratio``): the pipeline
     # exports it without drawing again.
     sampled: bool = False
+
+
+class LoggedAllow:
+    """One allowed decision for the audit log, without an ``AuditEvent`` (issue 7).
+
+    When the audit log wants every allow but nothing else does, a session appends these
+    to ``Session.allow_ledger`` and the shell hands the list over whole. The known-packet
+    scan appends the one it remembered with a topic (``decision_ns`` 0: nothing was
+    looked up), so a packet forwarded unchanged costs a list append here. ``encoded`` is
+    the audit writer's: the record's constant JSON, filled on first use and reused for
+    every packet that shares this object.
+    """
+
+    __slots__ = ("action", "decision", "decision_ns", "encoded", "qos", "retain", "topic")
+
+    def __init__(
+        self,
+        action: str,
+        topic: str,
+        qos: int,
+        retain: bool,
+        decision: PolicyDecision,
+        decision_ns: int = 0,
+    ) -> None:
+        self.action = action
+        self.topic = topic
+        self.qos = qos
+        self.retain = retain
+        self.decision = decision
+        self.decision_ns = decision_ns
+        self.encoded: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
     Close,
+    LoggedAllow,
     OpenUpstream,
     Reauthenticate,
     RetainedCleared,
@@ -222,6 +223,7 @@ class Session:
         "_sample_next",
         "_sealed_will",
         "_unlimited",
+        "allow_ledger",
         "allow_sample_ratio",
         "allowed_counts",
         "client_id",
@@ -275,6 +277,11 @@ class Session:
         # A known packet was drawn for a span: the full path audits the next allow.
         self._sample_next = False
         self.allowed_counts: dict[str, int] = {}
+        # With quiet allows, when the audit log still wants every allow: the allows
+        # counted above are also appended here, in order, and the shell takes the list
+        # (issue 7: a record costs a list append on the data path). Set by the shell
+        # before the first packet; None when nothing logs allows.
+        self.allow_ledger: list[LoggedAllow] | None = None
         self.subscriptions = SubscriptionBook()
         self.mount: TopicMount | None = None
         self.org: str | None = None
@@ -400,6 +407,7 @@ class Session:
             self._inflight,
             None,
             self.allow_sample_ratio,
+            self.allow_ledger,
         )
         self._sample_next = sampled
         if end != pos:
@@ -832,6 +840,7 @@ class Session:
             self._inflight,
             self.settings.receive_maximum,
             self.allow_sample_ratio,
+            self.allow_ledger,
         )
         self._sample_next = sampled
         if end != pos:
@@ -986,7 +995,11 @@ class Session:
             else:
                 step.to_upstream.append(raw.raw)
                 if self.quiet_allows:
-                    self._known_from_client.add(raw.raw[0], topic.encode())
+                    self._known_from_client.add(
+                        raw.raw[0],
+                        topic.encode(),
+                        LoggedAllow("publish", topic, packet.qos, packet.retain, d),
+                    )
             if packet.packet_id is not None:
                 self._inflight.add(packet.packet_id)
             return
@@ -1307,7 +1320,11 @@ class Session:
             else:
                 step.to_client.append(raw.raw)
                 if self.quiet_allows:
-                    self._known_from_upstream.add(raw.raw[0], topic.encode())
+                    self._known_from_upstream.add(
+                        raw.raw[0],
+                        topic.encode(),
+                        LoggedAllow("delivery", topic, packet.qos, packet.retain, d),
+                    )
             return
         self._ack_refused_delivery(packet, step)
 
@@ -1415,6 +1432,7 @@ class Session:
         qos: int,
         retain: bool,
         d: PolicyDecision,
+        decision_ns: int = 0,
         **extra: object,
     ) -> None:
         sampled = False
@@ -1423,6 +1441,9 @@ class Session:
             ratio = self.allow_sample_ratio
             if not drawn and (ratio <= 0.0 or (ratio < 1.0 and _random() >= ratio)):
                 self.allowed_counts[action] = self.allowed_counts.get(action, 0) + 1
+                ledger = self.allow_ledger
+                if ledger is not None:
+                    ledger.append(LoggedAllow(action, topic, qos, retain, d, decision_ns))
                 return
             sampled = True
         attributes: dict[str, object] = {
@@ -1434,6 +1455,7 @@ class Session:
             "pattern": d.pattern,
             "granted_qos": d.granted_qos,
             "policy_version": d.policy_version,
+            "decision_ns": decision_ns,
         }
         attributes.update(extra)
         step.actions.append(AuditEvent(action, d.verdict, d.reason, attributes, sampled))

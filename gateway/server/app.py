@@ -21,7 +21,7 @@ from gateway.acl import Policy, PolicyError, load_policy
 from gateway.audit import AuditPipeline, ConnectionRecord, DecisionRecord
 from gateway.config import ConfigError, GatewayConfig, read_secret
 from gateway.core.outputs import AuditEvent
-from gateway.identity import Identity
+from gateway.identity import identity_user_id
 from gateway.logs import log
 from gateway.server.admin_api import policy_from_text
 from gateway.server.appkeys import GATEWAY_KEY
@@ -150,16 +150,18 @@ class Gateway:
             ConnectionRecord(outcome="deny", reason=reason, client_address=remote, kind="upgrade")
         )
 
-    def allow_records_wanted(self) -> bool:
-        """Whether sessions must report allowed decisions one by one."""
-        return self.audit_pipeline.wants_allow_records or bool(self.decision_stream.viewers)
+    def allow_events_wanted(self) -> bool:
+        """Whether sessions must report allowed decisions one by one as events (a live
+        viewer sees each with its identity); the audit log alone takes them from each
+        session's ledger (``Session.allow_ledger``)."""
+        return bool(self.decision_stream.viewers)
 
     def allow_sample_ratio(self) -> float:
         """The share of (otherwise only counted) allows sessions report, for sampled spans."""
         return self.audit_pipeline.session_sample_ratio
 
     def viewers_changed(self) -> None:
-        quiet = not self.allow_records_wanted()
+        quiet = not self.allow_events_wanted()
         for conn in self.connections:
             conn.session.quiet_allows = quiet
 
@@ -168,7 +170,7 @@ class Gateway:
         denies, to the operational log."""
         a = event.attributes
         identity = conn.session.identity
-        user_id = _first(identity, "user_id")
+        user_id = identity_user_id(identity)
         if self.decision_stream.viewers:
             self.decision_stream.publish(
                 {
@@ -488,13 +490,6 @@ STREAM_FIELDS = ("topic", "qos", "retain", "rule_id", "pattern", "granted_qos", 
 
 # Session events that are authorization decisions (the rest are connection events).
 DECISION_KINDS = frozenset({"publish", "subscribe", "delivery", "will", "revoke"})
-
-
-def _first(identity: Identity | None, name: str) -> str | None:
-    if identity is None:
-        return None
-    values = identity.binding(name).values
-    return values[0] if values else None
 
 
 def _int(v: object) -> int | None:

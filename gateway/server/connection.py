@@ -40,6 +40,7 @@ from gateway.core.outputs import (
     Step,
 )
 from gateway.core.session import Session, SessionSettings, SessionState
+from gateway.identity import identity_user_id
 from gateway.logs import log
 from gateway.server.authn import TransportInfo
 from gateway.server.tenancy import TenantRefused
@@ -200,8 +201,14 @@ class ClientConnection:
             time.time(),
             gateway.policy,
         )
-        self.session.quiet_allows = not gateway.allow_records_wanted()
+        self.session.quiet_allows = not gateway.allow_events_wanted()
         self.session.allow_sample_ratio = gateway.allow_sample_ratio()
+        if gateway.audit_pipeline.wants_allow_records:
+            self.session.allow_ledger = []
+        # The end of this connection's audit-log lines for ledger allows, and the
+        # identity it was encoded for (a re-authentication may change the user).
+        self._decider: bytes | None = None
+        self._decider_for: object = None
         self.session.protection = gateway.protection
         self._on_audit = on_audit
         self._up: UpstreamProtocol | None = None
@@ -352,6 +359,10 @@ class ClientConnection:
             for kind, n in counts.items():
                 metrics.decisions_counted(kind, "allow", n)
             counts.clear()
+            ledger = session.allow_ledger
+            if ledger:
+                session.allow_ledger = []
+                self.gateway.audit_pipeline.allows(ledger, self._decider_fragment())
         if self._up_packets or session.coalesced_up:
             metrics.packets(
                 CLIENT_TO_UPSTREAM, self._up_packets + session.coalesced_up, self._up_bytes
@@ -360,6 +371,18 @@ class ClientConnection:
         if session.coalesced_down:
             metrics.packets(UPSTREAM_TO_CLIENT, session.coalesced_down, 0)
             session.coalesced_down = 0
+
+    def _decider_fragment(self) -> bytes:
+        identity = self.session.identity
+        if self._decider is None or self._decider_for is not identity:
+            self._decider_for = identity
+            self._decider = self.gateway.audit_pipeline.decider(
+                self.session.client_id,
+                identity_user_id(identity),
+                self.transport.remote_address,
+                self.id,
+            )
+        return self._decider
 
     async def _apply(self, step: Step) -> None:
         self._count()
@@ -643,6 +666,7 @@ class ClientConnection:
             await asyncio.wait_for(self.ws.close(code=code), CLOSE_HANDSHAKE_S)
 
     async def _teardown(self) -> None:
+        self._count()  # the last ledger allows and counts
         current = asyncio.current_task()
         if self._timer is not None:
             self._timer.cancel()

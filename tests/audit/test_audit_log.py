@@ -6,8 +6,11 @@ from pathlib import Path
 
 import orjson
 
+from gateway.acl.decision import PolicyDecision
 from gateway.audit import AuditConfig, AuditPipeline, ConnectionRecord, DecisionRecord
 from gateway.audit.logfile import RotatingJsonLog
+from gateway.audit.records import decider_fragment, decision_entry, logged_allow_lines
+from gateway.core.outputs import LoggedAllow
 from tests.audit.otlp_receiver import OtlpReceiver
 from tests.audit.records import connect, decide
 
@@ -196,3 +199,71 @@ def test_decision_record_from_policy_decision(tmp_path: Path) -> None:
     assert rec.policy_version == "v3" and rec.granted_qos == 0 and rec.time_unix_ns == 5
     same = decision_record("subscribe", "a/+", d, qos=0)
     assert same.granted_qos is None
+
+
+def _ledger_allow(topic: str = "users/alice/in", decision_ns: int = 0) -> LoggedAllow:
+    d = PolicyDecision("allow", "allow_rule", "own", "users/{user_id}/#", 1, "v7")
+    return LoggedAllow("publish", topic, 1, True, d, decision_ns)
+
+
+def test_ledger_lines_are_the_lines_of_the_equivalent_records() -> None:
+    """A ledger allow (issue 7) is written with the same bytes as the DecisionRecord the
+    session would otherwise have reported, field order included."""
+    allow = _ledger_allow(decision_ns=1234)
+    decider = decider_fragment("c1", "alice", "127.0.0.1", "abc")
+    t = 1_748_779_201_000_001_000
+    lines = logged_allow_lines([allow, allow], decider, t)
+    rec = DecisionRecord(
+        action="publish",
+        topic="users/alice/in",
+        verdict="allow",
+        reason="allow_rule",
+        qos=1,
+        retain=True,
+        rule_id="own",
+        pattern="users/{user_id}/#",
+        policy_version="v7",
+        decision_ns=1234,
+        client_id="c1",
+        user_id="alice",
+        client_address="127.0.0.1",
+        granted_qos=1,
+        connection_id="abc",
+        time_unix_ns=t,
+    )
+    expected = orjson.dumps(decision_entry(rec), option=orjson.OPT_APPEND_NEWLINE)
+    assert lines == [expected, expected]
+    assert orjson.loads(lines[0])["ts"] == "2025-06-01T12:00:01.000001Z"
+    # A second run reuses the encoded fields with another time.
+    assert allow.encoded is not None
+    later = logged_allow_lines([allow], decider, t + 1_000_000_000)
+    assert orjson.loads(later[0])["ts"] == "2025-06-01T12:00:02.000001Z"
+
+
+def test_ledger_runs_are_logged_in_order_with_records(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    pipe = AuditPipeline(AuditConfig(log_file=str(log)))
+    pipe.start()
+    decider = pipe.decider("c1", None, "::1", "x")
+    pipe.decision(decide("deny", n=0))
+    pipe.allows([_ledger_allow(f"t/{i}") for i in range(5)], decider)
+    pipe.decision(decide("deny", n=1))
+    pipe.shutdown_sync()
+    lines = read_lines(log)
+    assert [x["verdict"] for x in lines] == ["deny"] + ["allow"] * 5 + ["deny"]
+    assert [x["topic"] for x in lines[1:6]] == [f"t/{i}" for i in range(5)]
+    assert lines[1]["user_id"] is None and lines[1]["client_address"] == "::1"
+
+
+def test_ledger_runs_count_against_the_queue_bound(tmp_path: Path) -> None:
+    """The bound is in records, not queue entries: a run of 600 allows is 600 of them."""
+    log = tmp_path / "audit.log"
+    pipe = AuditPipeline(AuditConfig(log_file=str(log), queue_max_records=1024))
+    decider = pipe.decider("c1", "alice", "127.0.0.1", "x")
+    pipe.allows([_ledger_allow()] * 600, decider)
+    pipe.allows([_ledger_allow()] * 600, decider)  # would pass the bound: dropped whole
+    pipe.allows([_ledger_allow()] * 424, decider)  # exactly fills it
+    pipe.decision(decide("allow"))
+    assert pipe.dropped == 601
+    pipe.shutdown_sync()
+    assert len(read_lines(log)) == 1024

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gateway.acl import compile_policy
 from gateway.core.knownpackets import KNOWN_TOPICS_MAX, KnownTopics, scan_known
-from gateway.core.outputs import AuditEvent
+from gateway.core.outputs import AuditEvent, LoggedAllow
 from gateway.core.session import Session, SessionSettings, SessionState
 from gateway.identity import Identity
 from gateway.mqtt.constants import PropertyId
@@ -51,8 +51,13 @@ def pub(topic: str, qos: int = 0, pid: int | None = None, level: int = 4, **kw: 
 def known(*pairs: tuple[int, bytes]) -> KnownTopics:
     k = KnownTopics()
     for first, topic in pairs:
-        k.add(first, topic)
+        k.add(first, topic, allow_for(first, topic))
     return k
+
+
+def allow_for(first: int, topic: bytes) -> LoggedAllow:
+    d = OWN.authorize_publish(ALICE, topic.decode(), (first >> 1) & 3, bool(first & 1))  # type: ignore[attr-defined]
+    return LoggedAllow("publish", topic.decode(), (first >> 1) & 3, bool(first & 1), d)
 
 
 # -- scans -------------------------------------------------------------------------
@@ -136,10 +141,10 @@ def test_acks_and_pings_pass_and_upstream_pubacks_end_flows() -> None:
 
 def test_qos2_is_never_known_and_the_set_is_bounded() -> None:
     k = KnownTopics()
-    k.add(0x34, b"u/alice/a")
+    k.add(0x34, b"u/alice/a", allow_for(0x34, b"u/alice/a"))
     assert len(k) == 0
     for i in range(KNOWN_TOPICS_MAX + 5):
-        k.add(0x30, f"t/{i}".encode())
+        k.add(0x30, f"t/{i}".encode(), allow_for(0x30, b"u/alice/a"))
     assert 0 < len(k) <= KNOWN_TOPICS_MAX
 
 
@@ -185,7 +190,7 @@ def test_the_receive_maximum_holds_on_the_fast_path() -> None:
 def test_recording_allows_turns_the_fast_path_off() -> None:
     s = session(4, quiet=True)
     s.receive_from_client(pub("u/alice/a"))
-    s.quiet_allows = False  # a live viewer or an audit log now wants every allow
+    s.quiet_allows = False  # a live viewer now wants every allow as an event
     step = s.receive_from_client(pub("u/alice/a"))
     assert [a.verdict for a in step.actions if isinstance(a, AuditEvent)] == ["allow"]
 
@@ -200,6 +205,7 @@ packet_st = st.tuples(
 )
 USER_PROPS = Properties([(PropertyId.USER_PROPERTY, ("k", "v"))])
 Outcome = tuple[bytes, bytes, int, frozenset[int], SessionState]
+Allowed = list[tuple[str, str, int, bool]]
 
 
 def _encode(level: int, side: str, topic: str, qos: int, extra: str, pid: int) -> bytes:
@@ -216,10 +222,15 @@ def _run(
     packets: list[tuple[str, str, int, str, int]],
     cuts: list[int],
     sample_ratio: float = 0.0,
+    allowed_log: Allowed | None = None,
 ) -> Outcome:
-    """Consecutive packets for one side arrive as one chunk, cut at ``cuts``."""
+    """Consecutive packets for one side arrive as one chunk, cut at ``cuts``. With
+    ``allowed_log``, the session keeps a ledger, and every allow it reports (as an event
+    or in the ledger) is appended there as (action, topic, qos, retain), in order."""
     s = session(level, quiet)
     s.allow_sample_ratio = sample_ratio
+    if allowed_log is not None:
+        s.allow_ledger = []
     chunks: list[tuple[bool, bytes]] = []
     for side, *rest in packets:
         data = _encode(level, side, *rest)  # type: ignore[arg-type]
@@ -240,9 +251,21 @@ def _run(
             step = s.receive_from_client(chunk) if from_client else s.receive_from_upstream(chunk)
             up.extend(step.to_upstream)
             down.extend(step.to_client)
-            allowed += sum(
-                1 for a in step.actions if isinstance(a, AuditEvent) and a.verdict == "allow"
-            )
+            events = [a for a in step.actions if isinstance(a, AuditEvent) and a.verdict == "allow"]
+            allowed += len(events)
+            if allowed_log is not None:
+                assert s.allow_ledger is not None
+                allowed_log.extend((a.action, a.topic, a.qos, a.retain) for a in s.allow_ledger)
+                s.allow_ledger.clear()
+                allowed_log.extend(
+                    (
+                        e.kind,
+                        str(e.attributes["topic"]),
+                        int(e.attributes["qos"]),
+                        bool(e.attributes["retain"]),
+                    )  # type: ignore[call-overload]
+                    for e in events
+                )
     allowed += sum(s.allowed_counts.values())
     return b"".join(up), b"".join(down), allowed, frozenset(s._inflight), s.state
 
@@ -286,3 +309,49 @@ def test_sampled_allows_become_events_and_the_rest_are_counted() -> None:
     step = s.receive_from_client(pub("u/bob/a"))
     (deny,) = [a for a in step.actions if isinstance(a, AuditEvent)]
     assert (deny.verdict, deny.sampled) == ("deny", False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([4, 5]),
+    st.lists(packet_st, max_size=40),
+    st.lists(st.integers(0, 600), max_size=6),
+    st.sampled_from([0.0, 0.0, 0.3]),
+)
+def test_the_ledger_logs_every_allow_the_full_path_reports(
+    level: int,
+    packets: list[tuple[str, str, int, str, int]],
+    cuts: list[int],
+    sample_ratio: float,
+) -> None:
+    """With an audit log and nothing else (issue 7): the known-packet lane stays on, and
+    the ledger plus the sampled events name exactly the allows that a session decoding
+    everything reports as events; with nothing sampled, in the same order."""
+    fast_log: Allowed = []
+    full_log: Allowed = []
+    fast = _run(level, True, packets, cuts, sample_ratio, fast_log)
+    full = _run(level, False, packets, cuts, 0.0, full_log)
+    assert fast == full
+    if sample_ratio:
+        assert sorted(fast_log) == sorted(full_log)
+    else:
+        assert fast_log == full_log
+
+
+def test_ledger_allows_from_known_packets_share_one_object_per_topic() -> None:
+    s = session(4, quiet=True)
+    s.allow_ledger = []
+    s.receive_from_client(pub("u/alice/a"))
+    step = s.receive_from_client(pub("u/alice/a") + pub("u/alice/a"))
+    assert step.to_upstream == [pub("u/alice/a") + pub("u/alice/a")] and not step.actions
+    first, second, third = s.allow_ledger
+    # The full path's record carries its lookup time; the lane's share one object.
+    assert first is not second and second is third
+    assert (second.action, second.topic, second.qos, second.retain) == (
+        "publish",
+        "u/alice/a",
+        0,
+        False,
+    )
+    assert second.decision_ns == 0 and second.decision.rule_id == "own"
+    assert s.allowed_counts["publish"] == 3

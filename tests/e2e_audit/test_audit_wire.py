@@ -142,6 +142,48 @@ def test_nothing_lost_on_clean_shutdown(gateway_factory: GatewayFactory, tmp_pat
     assert len(pubs) == 301
 
 
+def test_every_repeated_publish_and_delivery_is_logged(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """With the audit log as the only consumer of allows, repeated packets go on the
+    known-packet lane (issue 7) and each still has its own line: the session's ledger."""
+    log = tmp_path / "audit3.jsonl"
+    gw = gateway_factory(policy=POLICY, extra=f'[audit]\nlog_file = "{log}"\n')
+    u = "u" + uuid.uuid4().hex[:8]
+    topic = f"aud/{u}/hot"
+    sub = gw.client(sub=u, version=5, client_id=f"sub-{u}")
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = gw.client(sub=u, version=4, client_id=f"pub-{u}")
+    pub.connect()
+    for i in range(200):
+        pub.publish(topic, b"%d" % i, 0)
+    for i in range(100):
+        pub.publish(topic, b"q%d" % i, 1)
+    for _ in range(300):
+        sub.expect()
+    pub.disconnect()
+    sub.disconnect()
+    time.sleep(0.2)
+    gw.stop()
+    lines = [orjson.loads(x) for x in log.read_bytes().splitlines()]
+    pubs = [x for x in lines if x.get("action") == "publish"]
+    dels = [x for x in lines if x.get("action") == "delivery"]
+    for got, client in ((pubs, f"pub-{u}"), (dels, f"sub-{u}")):
+        assert len(got) == 300
+        assert {(x["topic"], x["verdict"], x["rule_id"], x["client_id"]) for x in got} == {
+            (topic, "allow", "own", client)
+        }
+        assert [x["qos"] for x in got] == [0] * 200 + [1] * 100
+        assert {x["user_id"] for x in got} == {u}
+        assert len({x["connection_id"] for x in got}) == 1
+        # Most went on the known-packet lane, without a lookup.
+        assert sum(1 for x in got if x["decision_ns"] == 0) >= 250
+        assert list(got[-1]) == list(pubs[0])  # one field order for every line
+        times = [x["time_unix_ns"] for x in got]
+        assert times == sorted(times)
+
+
 @pytest.mark.parametrize("mode", ["fail_open", "fail_closed"])
 async def test_audit_log_disk_full(gateway_factory: GatewayFactory, mode: str) -> None:
     """/dev/full: every write fails with ENOSPC, as a full disk does."""

@@ -54,12 +54,15 @@ async def test_rest_decisions_reach_the_live_view(
     viewer = gw.call(open_viewer())
     ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     token = gw.idp.token("alice")
-    async with aiohttp.ClientSession() as s, s.post(
-        f"https://localhost:{gw.port}/v1/publish",
-        ssl=ctx,
-        json={"topic": "elsewhere/x", "payload": "no"},
-        headers={"Authorization": f"Bearer {token}"},
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"https://localhost:{gw.port}/v1/publish",
+            ssl=ctx,
+            json={"topic": "elsewhere/x", "payload": "no"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r,
+    ):
         assert r.status == 403
     entries = list(viewer.entries)  # type: ignore[attr-defined]
     assert any(e["topic"] == "elsewhere/x" and e["verdict"] == "deny" for e in entries)
