@@ -120,18 +120,6 @@ def write_rsa_keys(out: Path) -> dict[str, Path]:
     return paths
 
 
-# gateway/server/app.py's _bound_port asserts asyncio.base_events.Server, which uvloop's
-# Server is not: with uvloop installed, `mqttgate serve` exits at start (AssertionError,
-# reported in issue 7). Until that is fixed, the bench swaps in a version without the
-# assert when uvloop is installed, so that the uvloop figures can be measured at all.
-UVLOOP_BOUND_PORT_WORKAROUND = """
-import gateway.server.app as _app
-def _bound_port(site):
-    return int(site._server.sockets[0].getsockname()[1])
-_app._bound_port = _bound_port
-"""
-
-
 def gateway_name(workers: int, first: bool) -> str:
     """``gateway`` for the first (reference) worker count, ``gateway-wN`` for the others."""
     return "gateway" if first else f"gateway-w{workers}"
@@ -335,8 +323,6 @@ watch = false
         conf.write_text(self.gateway_config(port))
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(conf)]
         prelude = self.gateway_prelude
-        if uvloop_installed() and workers == 1:
-            prelude += UVLOOP_BOUND_PORT_WORKAROUND
         if prelude:
             code = f"{prelude}\nfrom gateway.cli import main\nraise SystemExit(main())"
             argv[1:3] = ["-c", code]

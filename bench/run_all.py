@@ -8,10 +8,15 @@ Runs, one after the other (each starts and stops its own servers on 127.0.0.1):
    by side, four pairs, unpaced (skip with ``--no-scaling``);
 3. ``connect.py``: setup rate with the same token reused and a fresh token each;
 4. ``idle.py``: memory per idle authenticated connection (``--idle-connections``);
-5. ``acl.py``'s ``bench()`` in process, for 10 and 10,000 rules (100,000 takes 13 s to
-   compile: ``bench/acl.py`` alone measures it).
+5. ``acl.py``'s ``bench()`` in process, for 10 and 100,000 rules (the 100,000-rule policy
+   takes about 10 s to compile);
+6. ``relay.py`` again, bare relay and gateway only, unpaced, with audit records on: the
+   JSON-lines log (every decision a line) and then allow spans sampled at 0.01 to a
+   local OTLP sink (skip with ``--no-audit``). 50,000 messages per run
+   (``--audit-messages``): at 20,000 a run lasts a fifth of a second, and the spans'
+   start-up (the exporter's first connection, the first batch) weighs on the ratio.
 
-Run: .venv/bin/python bench/run_all.py [--idle-connections 2000] [--no-scaling]
+Run: .venv/bin/python bench/run_all.py [--idle-connections 2000] [--no-scaling] [--no-audit]
 """
 
 from __future__ import annotations
@@ -128,6 +133,30 @@ def relay_rows(results: list[dict[str, Any]] | None) -> list[Row]:
     return rows
 
 
+# The audited runs: what each adds to the gateway's command line, and its row label.
+AUDIT_RUNS = (
+    (("--audit-log",), "JSON-lines audit log, every decision a line"),
+    (("--audit-spans", "0.01"), "allow spans at 0.01 to a local OTLP sink"),
+)
+
+
+def audited_rows(results: list[dict[str, Any]] | None, label: str) -> list[Row]:
+    rows: list[Row] = []
+    results = results or []
+    for qos in (0, 1):
+        target = f"QoS {qos} throughput with {label}, gateway / bare relay"
+        g = _pick(results, path="gateway", qos=qos, pairs=1, paced=False)
+        b = _pick(results, path="bare", qos=qos, pairs=1, paced=False)
+        if not (g and b and b["rate"]):
+            rows.append(Row(target, ">= 1.0x", "-", math.nan))
+            continue
+        x = g["rate"] / b["rate"]
+        rows.append(
+            Row(target, ">= 1.0x", f"{x:.2f}x ({g['rate']:,.0f} / {b['rate']:,.0f} msg/s)", x)
+        )
+    return rows
+
+
 def scaling_rows(results: list[dict[str, Any]] | None) -> list[Row]:
     results = results or []
     w1 = _pick(results, path="gateway", paced=False)
@@ -238,12 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--idle-connections", type=int, default=2000)
     p.add_argument("--connect-count", type=int, default=1500)
-    p.add_argument("--acl-sizes", type=int, nargs="+", default=[10, 10_000])
+    p.add_argument("--acl-sizes", type=int, nargs="+", default=[10, 100_000])
     p.add_argument("--relay-messages", type=int, default=20_000, help="per pair, quick relay")
     p.add_argument(
         "--relay-repeat", type=int, default=2, help="interleaved relay rounds (median; 2)"
     )
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--no-audit", action="store_true", help="skip the audited relay runs")
+    p.add_argument("--audit-messages", type=int, default=50_000, help="per audited run")
     args = p.parse_args(argv)
     started = time.monotonic()
     load0 = load_average()
@@ -257,6 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle = run_script("idle.py", ["--connections", str(args.idle_connections)], timeout=600)
     rows = relay_rows(relay) + connect_rows(connect) + idle_rows(idle)
     rows += acl_rows(args.acl_sizes)
+    if not args.no_audit:
+        for extra, label in AUDIT_RUNS:
+            audited_args = [
+                *("--messages", str(args.audit_messages), "--pairs", "1", "--no-paced"),
+                *("--paths", "bare", "gateway", *extra),
+            ]
+            audited = run_script(
+                "relay.py", [*audited_args, "--repeat", str(args.relay_repeat)], 300
+            )
+            rows += audited_rows(audited, label)
     if not args.no_scaling:
         rows += scaling_rows(scaling)
     print()
