@@ -24,6 +24,7 @@ in a URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -33,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import orjson
 from aiohttp import hdrs, web
@@ -44,6 +45,7 @@ from gateway.logs import log
 from gateway.server.admin_api import ADMIN_AUTH_KEY, MAX_POLICY_BYTES, AdminAuth
 from gateway.server.appkeys import GATEWAY_KEY
 from gateway.server.decision_stream import VIEWER_QUEUE, Viewer
+from gateway.server.fleet_admin import PEER_TIMEOUT_S, peer_urls, relay_peer_decisions
 from gateway.server.websocket import bearer_token
 
 if TYPE_CHECKING:
@@ -365,6 +367,7 @@ async def decision_stream(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS_KEY]
     closing = streams.closing
     streams.viewers.add(viewer)
+    peers = _peer_relays(request, gateway, viewer)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -374,8 +377,14 @@ async def decision_stream(request: web.Request) -> web.StreamResponse:
     )
     try:
         await response.prepare(request)
+        # Every worker's stream is open (or has failed to open) before hello, so what
+        # follows hello is complete.
+        deadline = time.monotonic() + PEER_TIMEOUT_S + 1.0
+        for _, joined in peers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(joined.wait(), max(0.0, deadline - time.monotonic()))
         hello = {"filter": flt.as_dict(), "policy_version": gateway.policy.version,
-                 "queue": VIEWER_QUEUE}  # fmt: skip
+                 "queue": VIEWER_QUEUE, "workers": 1 + len(peers)}  # fmt: skip
         await response.write(sse_event("hello", hello))
         reported, last_write = -1, time.monotonic()
         while not closing.is_set():
@@ -394,9 +403,36 @@ async def decision_stream(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, TimeoutError):
         pass  # the viewer went away or stalled; its slot is freed below
     finally:
+        for task, _ in peers:
+            task.cancel()
         streams.viewers.discard(viewer)
         gateway.decision_stream.close(viewer)
     return response
+
+
+def _peer_relays(
+    request: web.Request, gateway: Gateway, viewer: Viewer
+) -> list[tuple[asyncio.Task[None], asyncio.Event]]:
+    """On the leader of ``--workers N`` (and not for a peer's own ``local`` request): one
+    task per other worker copying its stream into ``viewer`` (server/fleet_admin.py)."""
+    if request.query.get("local"):
+        return []
+    urls = peer_urls(gateway)
+    if not urls:
+        return []
+    query = urlencode([*((k, v) for k, v in request.query.items() if k != "local"), ("local", "1")])
+    auth = request.headers.get(hdrs.AUTHORIZATION)
+    headers = {"Authorization": auth} if auth else {}
+    relays = []
+    for worker, url in enumerate(urls, start=1):
+        joined = asyncio.Event()
+        task = asyncio.create_task(
+            relay_peer_decisions(
+                f"{url}/admin/decisions/stream?{query}", worker, headers, viewer, joined
+            )
+        )
+        relays.append((task, joined))
+    return relays
 
 
 def _gone(request: web.Request) -> bool:

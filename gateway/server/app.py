@@ -183,6 +183,7 @@ class Gateway:
                     "identity": identity.as_dict() if identity is not None else None,
                     "client_address": conn.transport.remote_address,
                     "session": conn.id,
+                    "worker": self.role.index if self.role is not None else 0,
                     **{k: a.get(k) for k in STREAM_FIELDS if k in a},
                 }
             )

@@ -26,6 +26,13 @@ class Viewer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
 
+    def push(self, entry: Mapping[str, object]) -> None:
+        """Queue one entry, dropping (and counting) the oldest when the queue is full."""
+        if len(self.entries) == VIEWER_QUEUE:
+            self.dropped += 1
+        self.entries.append(entry)
+        self.wake.set()
+
     async def next_batch(self, timeout: float) -> list[Mapping[str, object]]:
         """Whatever is queued, waiting up to ``timeout`` for something to arrive."""
         if not self.entries:
@@ -48,10 +55,7 @@ class DecisionStream:
 
     def publish(self, entry: Mapping[str, object]) -> None:
         for v in self.viewers:
-            if len(v.entries) == VIEWER_QUEUE:
-                v.dropped += 1
-            v.entries.append(entry)
-            v.wake.set()
+            v.push(entry)
 
     def open(self) -> Viewer | None:
         """A new viewer, or None when there are already MAX_VIEWERS."""

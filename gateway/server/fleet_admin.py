@@ -1,4 +1,5 @@
-"""The leader worker speaks for all workers on the admin listener (server/workers.py)."""
+"""The leader worker speaks for all workers on the admin listener (server/workers.py):
+metrics, sessions, policy reloads, disconnects, and the live decision stream."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import orjson
 
 if TYPE_CHECKING:
     from gateway.server.app import Gateway
+    from gateway.server.decision_stream import Viewer
 
 # Peers are on loopback; a peer that does not answer in this time is left out.
 PEER_TIMEOUT_S = 2.0
@@ -103,3 +105,53 @@ async def fleet_sessions(gateway: Gateway, headers: Mapping[str, str]) -> list[A
         if answer is not None and answer[0] == 200:
             out.extend(orjson.loads(answer[1]))
     return out
+
+
+# A peer's stream that ends or cannot be opened is tried again after this long, for as
+# long as the leader's viewer stays: a restarted worker rejoins the view by itself.
+PEER_RETRY_S = 1.0
+
+
+async def relay_peer_decisions(
+    url: str,
+    worker: int,
+    headers: Mapping[str, str],
+    viewer: Viewer,
+    joined: asyncio.Event,
+) -> None:
+    """Copy a peer worker's live decisions (its ``/admin/decisions/stream?local=1``) into
+    the leader's ``viewer``, each marked with the worker's index, until cancelled.
+    ``joined`` is set once the peer has said hello, or has failed to."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=PEER_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            try:
+                async with session.get(url, headers=dict(headers)) as resp:
+                    if resp.status == 200:
+                        await _copy_events(resp.content, worker, viewer, joined)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                pass
+            joined.set()
+            await asyncio.sleep(PEER_RETRY_S)
+
+
+async def _copy_events(
+    content: aiohttp.StreamReader, worker: int, viewer: Viewer, joined: asyncio.Event
+) -> None:
+    # Server-sent events as admin_pages.sse_event writes them: "event:" and "data:"
+    # lines, a blank line after each event; the data is one line of JSON.
+    event = b""
+    async for raw in content:
+        line = raw.rstrip(b"\r\n")
+        if line.startswith(b"event: "):
+            event = line[7:]
+        elif line.startswith(b"data: "):
+            if event == b"hello":
+                joined.set()
+            elif event == b"decision":
+                entry = orjson.loads(line[6:])
+                if isinstance(entry, dict):
+                    entry["worker"] = worker
+                    viewer.push(entry)
+        elif not line:
+            event = b""

@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,46 @@ def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
     )
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, r.read()
+
+
+class DecisionStreamReader(threading.Thread):
+    """Reads the leader's /admin/decisions/stream (server-sent events) in the background."""
+
+    def __init__(self, port: int, query: str) -> None:
+        super().__init__(daemon=True)
+        self.conn = HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.request(
+            "GET",
+            f"/admin/decisions/stream?{query}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200
+        self.hello: dict[str, object] = {}
+        self.decisions: list[dict[str, object]] = []
+        self.said_hello = threading.Event()
+
+    def run(self) -> None:
+        event = ""
+        try:
+            for raw in self.resp:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "hello":
+                    self.hello = json.loads(line[6:])
+                    self.said_hello.set()
+                elif line.startswith("data: ") and event == "decision":
+                    self.decisions.append(json.loads(line[6:]))
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        """End the stream: the reader sees the end of the socket, then the connection goes."""
+        if self.conn.sock is not None:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.join(10)
+        self.conn.close()
 
 
 def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
@@ -90,6 +132,25 @@ def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
         assert len(sessions) == 16
         workers = {s["worker"] for s in sessions}
         assert workers <= {0, 1}
+        # The leader's live decisions include every worker's.
+        stream = DecisionStreamReader(admin, "verdict=deny&kind=publish")
+        stream.start()
+        try:
+            assert stream.said_hello.wait(10)
+            assert stream.hello["workers"] == 2
+            for c in clients:
+                c.publish(f"denied/{c.c._client_id.decode()}", b"x", 0)
+            deadline = time.monotonic() + 10
+            while len(stream.decisions) < len(clients) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stream.close()
+        assert sorted(str(d["client_id"]) for d in stream.decisions) == sorted(
+            f"w{i}" for i in range(16)
+        )
+        assert {(d["client_id"], d["worker"]) for d in stream.decisions} == {
+            (s["client_id"], s["worker"]) for s in sessions
+        }
         status, metrics = http("GET", f"http://127.0.0.1:{admin}/metrics")
         assert b'worker="0"' in metrics and b'worker="1"' in metrics
         # One policy update through the leader reaches every worker's sessions at once.
