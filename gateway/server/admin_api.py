@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,13 +136,15 @@ async def put_policy(request: web.Request, who: str) -> web.Response:
     except PolicyError as exc:
         return _problem(422, "invalid policy", problems=[p.as_dict() for p in exc.problems])
     revoked = await gw.activate_policy(policy, text, cause=f"admin_api:{who}", persist=True)
-    await _tell_peers_to_reload(gw, request)
+    fleet = await _tell_peers_to_reload(gw, request, policy.version)
+    revoked += fleet.revoked
     log(logger, logging.INFO, "policy updated", by=who, version=policy.version, revoked=revoked)
     return _json(
         {
             "version": policy.version,
             "revoked_subscriptions": revoked,
             "warnings": [w.as_dict() for w in policy.warnings],
+            **fleet.fields(),
         }
     )
 
@@ -152,9 +155,12 @@ async def rollback_policy(request: web.Request, who: str) -> web.Response:
         return _problem(409, "no previous policy to roll back to")
     policy, text = gw.previous_policy, gw.previous_policy_text
     revoked = await gw.activate_policy(policy, text, cause=f"rollback:{who}", persist=True)
-    await _tell_peers_to_reload(gw, request)
+    fleet = await _tell_peers_to_reload(gw, request, policy.version)
     log(logger, logging.INFO, "policy rolled back", by=who, version=policy.version)
-    return _json({"version": policy.version, "revoked_subscriptions": revoked})
+    return _json(
+        {"version": policy.version, "revoked_subscriptions": revoked + fleet.revoked}
+        | fleet.fields()
+    )
 
 
 async def simulate(request: web.Request, who: str) -> web.Response:
@@ -196,16 +202,40 @@ def _auth_header(request: web.Request) -> dict[str, str]:
 
 
 async def reload_policy(request: web.Request, who: str) -> web.Response:
-    """The leader worker asks the others to read the policy file now."""
+    """Read the policy file now (the leader worker asks the others to, after a change)."""
     gw = request.app[GATEWAY_KEY]
-    ok = await gw.reload_policy(f"leader:{who}")
-    return _json({"version": gw.policy.version}, 200 if ok else 500)
+    revoked = await gw.reload_policy(f"leader:{who}")
+    body = {"version": gw.policy.version, "revoked_subscriptions": revoked or 0}
+    return _json(body, 500 if revoked is None else 200)
 
 
-async def _tell_peers_to_reload(gw: Gateway, request: web.Request) -> None:
+async def _tell_peers_to_reload(gw: Gateway, request: web.Request, version: str) -> FleetReload:
     from gateway.server.fleet_admin import ask_peers
 
-    await ask_peers(gw, "POST", "/admin/policy/reload", _auth_header(request))
+    answers = await ask_peers(gw, "POST", "/admin/policy/reload", _auth_header(request))
+    fleet = FleetReload()
+    for worker, answer in enumerate(answers, start=1):
+        body = orjson.loads(answer[1]) if answer is not None and answer[0] == 200 else None
+        if isinstance(body, dict) and body.get("version") == version:
+            fleet.revoked += int(body.get("revoked_subscriptions") or 0)
+        else:
+            fleet.failed.append(worker)
+    if fleet.failed:
+        log(logger, logging.ERROR, "policy not in force on every worker", workers=fleet.failed)
+    return fleet
+
+
+@dataclass(slots=True)
+class FleetReload:
+    """What the other workers said when told to read the new policy (``--workers N``)."""
+
+    revoked: int = 0
+    # Workers that did not answer, or answered with another policy version: their
+    # sessions are still under the old policy until their file watch reads it.
+    failed: list[int] = field(default_factory=list)
+
+    def fields(self) -> dict[str, object]:
+        return {"workers_not_updated": self.failed} if self.failed else {}
 
 
 async def delete_session(request: web.Request, who: str) -> web.Response:

@@ -299,8 +299,10 @@ class Gateway:
         )
         return revoked
 
-    async def reload_policy(self, cause: str) -> bool:
-        """Load the policy file again; a bad file keeps the active policy (and says why)."""
+    async def reload_policy(self, cause: str) -> int | None:
+        """Load the policy file again; a bad file keeps the active policy (and says why).
+        The number of subscriptions the new policy revoked (0 when it is the policy in
+        force already), or None when the file could not be used."""
         self._policy_mtime = _mtime(self.policy_path)
         text = _read_text(self.policy_path)
         try:
@@ -327,10 +329,10 @@ class Gateway:
                     client_id=cause,
                 )
             )
-            return False
+            return None
         if policy.version != self.policy.version:
-            await self.activate_policy(policy, text, cause=cause)
-        return True
+            return await self.activate_policy(policy, text, cause=cause)
+        return 0
 
     async def _watch_policy(self) -> None:
         while True:

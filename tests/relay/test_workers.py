@@ -102,7 +102,9 @@ def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
         certs=certs,
         upstream_port=broker.port,
         admin='token_env = "MQTTGATE_TEST_WORKERS_TOKEN"',
-        extra=idp.auth_toml() + f'\n[acl]\npolicy = "{policy}"\n',
+        # No file watch in the window of this test: the leader's request alone must
+        # bring the other worker to the new policy.
+        extra=idp.auth_toml() + f'\n[acl]\npolicy = "{policy}"\nwatch_interval_s = 3600\n',
     )
     text = cfg.read_text().replace("port = 0\ncertfile", f"port = {port}\ncertfile", 1)
     text = text.replace(
@@ -155,10 +157,14 @@ def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
         assert b'worker="0"' in metrics and b'worker="1"' in metrics
         # One policy update through the leader reaches every worker's sessions at once.
         narrowed = {**POLICY, "rules": [{**POLICY["rules"][0], "topic": "other/#"}]}
-        status, _ = http(
+        status, body = http(
             "PUT", f"http://127.0.0.1:{admin}/admin/policy", json.dumps(narrowed).encode()
         )
         assert status == 200
+        answer = json.loads(body)
+        # Every worker's revoked subscriptions, and no worker left behind.
+        assert answer["revoked_subscriptions"] == 16
+        assert "workers_not_updated" not in answer
         with BrokerSpy(broker.port, "$none") as direct:
             direct.publish("wk/t", b"after", 0)
             time.sleep(0.5)
