@@ -284,6 +284,7 @@ class Tally:
     seen: bytearray
     unique: int = 0
     duplicates: int = 0
+    frames: int = 0  # WebSocket frames received: deliveries per frame shows the batching
     first_ns: int = 0
     last_ns: int = 0
     latencies: array = field(default_factory=lambda: array("q"))  # type: ignore[type-arg]
@@ -302,6 +303,7 @@ async def _subscriber(
         if msg.type is not aiohttp.WSMsgType.BINARY:
             break
         t = now()
+        tally.frames += 1
         acks: list[bytes] = []
         for first, body in parser.feed(msg.data):
             if first >> 4 != 3:
@@ -369,6 +371,7 @@ async def run_subscribers(spec: SubscribeSpec, conn: Connection) -> dict[str, An
                 "pair": p,
                 "unique": t.unique,
                 "duplicates": t.duplicates,
+                "frames": t.frames,
                 "first_ns": t.first_ns,
                 "last_ns": t.last_ns,
                 "latencies": t.latencies.tobytes(),

@@ -495,6 +495,7 @@ class Result:
     acked: int = 0
     delivered: int = 0
     duplicates: int = 0
+    frames: int = 0  # WebSocket frames the subscribers received
     rate: float = 0.0
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
@@ -551,6 +552,7 @@ def run_scenario(
     result.acked = sum(p["acked"] for p in pubs)
     result.delivered = sum(s["unique"] for s in subs)
     result.duplicates = sum(s["duplicates"] for s in subs)
+    result.frames = sum(s.get("frames", 0) for s in subs)
     t0 = min(p["t0"] for p in pubs)
     t_last = max((s["last_ns"] for s in subs if s["last_ns"]), default=0)
     if t_last > t0:
@@ -877,6 +879,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{r.rate:,.0f} msg/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} ms "
                 f"pub {r.pub_s:.2f} s sent {r.sent} delivered {r.delivered} lost {r.lost} "
                 f"wall {r.wall_s:.2f} s "
+                f"msgs/frame down {r.delivered / max(r.frames, 1):.1f} "
                 f"cpu s {r.cpu_s}"
             )
             print(f"[{mode} qos{sc.qos} x{sc.pairs} {sc.path}] {detail}", file=sys.stderr)
@@ -918,6 +921,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "acked": r.acked,
                         "delivered": r.delivered,
                         "duplicates": r.duplicates,
+                        "frames": r.frames,
                         "error": r.error,
                         "cpu_s": r.cpu_s,
                     }
