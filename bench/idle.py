@@ -1,17 +1,18 @@
 """Memory per idle authenticated connection (issue 7: 10,000 connections, < 50 KB each).
 
-Starts Mosquitto and ``mqttgate serve --workers 1`` (RS256 issuer, permit-all policy, the
-per-address and total connection limits lifted), warms the gateway up with a few
-connections that come and go, reads its VmRSS (``/proc/PID/status``), opens K
-connections (TLS 1.3 + WebSocket + CONNECT with a JWT, each with its own token and
-client id unless ``--same-token``) and holds them idle, reads VmRSS again, and prints
+Starts Mosquitto and ``mqttgate serve --workers N`` (N = ``--gateway-workers``, 1 by
+default; RS256 issuer, permit-all policy, the per-address and total connection limits
+lifted), warms the gateway up with a few connections that come and go, reads its VmRSS
+(``/proc/PID/status``, summed over its processes), opens K connections (TLS 1.3 +
+WebSocket + CONNECT with a JWT, each with its own token and client id unless
+``--same-token``) and holds them idle, reads VmRSS again, and prints
 (after - before) / K. The bare relay (``--paths gateway bare``) gives the transport's
 own share: aiohttp, the TLS object and the upstream socket, with no session state.
 
 RLIMIT_NOFILE is raised before anything starts (children inherit it): the gateway needs
 two descriptors per connection, the clients and Mosquitto one each.
 
-Run: .venv/bin/python bench/idle.py [--connections 10000] [--procs 2]
+Run: .venv/bin/python bench/idle.py [--connections 10000 --gateway-workers 2] [--procs 2]
 """
 
 from __future__ import annotations
@@ -316,6 +317,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--same-token", action="store_true", help="one token for all connections")
     p.add_argument("--paths", nargs="+", default=["gateway"], choices=["gateway", "bare"])
     p.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=1,
+        help="mqttgate serve --workers N (RSS summed over its processes): with 2, 10,000 "
+        "connections fit under a 20,000-descriptor limit (two per connection per process)",
+    )
+    p.add_argument(
         "--ssl-read-buffer",
         type=int,
         help="experiment: set asyncio's SSLProtocol.max_size (256 KiB in 3.11) in the gateway",
@@ -362,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_bare="bare" in args.paths,
         gateway_limits=GATEWAY_LIMITS,
         gateway_prelude=prelude,
+        gateway_workers=(args.gateway_workers,),
     )
     results: list[IdleResult] = []
     try:
@@ -385,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers.stop()
     print(f"machine: {machine()}")
     print(
-        f"gateway revision: {revision()}, --workers 1, uvloop installed: {uvloop_installed()}, "
+        f"gateway revision: {revision()}, --workers {args.gateway_workers}, "
+        f"uvloop installed: {uvloop_installed()}, "
         f"RLIMIT_NOFILE {limit}, SSLProtocol.max_size {args.ssl_read_buffer or 'default'}, "
         f"load average at start {load0}, "
         f"tokens: {'one shared' if args.same_token else 'one per connection'} (RS256)"

@@ -7,7 +7,9 @@ Runs, one after the other (each starts and stops its own servers on 127.0.0.1):
 2. ``relay.py`` scaling run: the gateway with ``--workers 1`` and ``--workers 2`` side
    by side, four pairs, unpaced (skip with ``--no-scaling``);
 3. ``connect.py``: setup rate with the same token reused and a fresh token each;
-4. ``idle.py``: memory per idle authenticated connection (``--idle-connections``);
+4. ``idle.py``: memory per idle authenticated connection, 10,000 of them on
+   ``--workers 2`` (``--idle-connections``, ``--idle-workers``): one process would need
+   20,000 descriptors for them, and this machine's hard limit is 20,000;
 5. ``acl.py``'s ``bench()`` in process, for 10 and 100,000 rules (the 100,000-rule policy
    takes about 10 s to compile);
 6. ``relay.py`` again, bare relay and gateway only, unpaced, with audit records on: the
@@ -16,7 +18,7 @@ Runs, one after the other (each starts and stops its own servers on 127.0.0.1):
    (``--audit-messages``): at 20,000 a run lasts a fifth of a second, and the spans'
    start-up (the exporter's first connection, the first batch) weighs on the ratio.
 
-Run: .venv/bin/python bench/run_all.py [--idle-connections 2000] [--no-scaling] [--no-audit]
+Run: .venv/bin/python bench/run_all.py [--idle-connections 10000] [--no-scaling] [--no-audit]
 """
 
 from __future__ import annotations
@@ -197,14 +199,15 @@ def connect_rows(results: list[dict[str, Any]] | None) -> list[Row]:
     return rows
 
 
-def idle_rows(results: list[dict[str, Any]] | None) -> list[Row]:
+def idle_rows(results: list[dict[str, Any]] | None, workers: int) -> list[Row]:
     r = _pick(results or [], path="gateway")
     if not r:
         return [Row("memory per idle connection", "< 50 kB", "-", math.nan)]
     kb = r["kb_per_conn"]
     return [
         Row(
-            f"memory per idle authenticated connection ({r['connections']:,} held)",
+            f"memory per idle authenticated connection ({r['connections']:,} held, "
+            f"--workers {workers})",
             "< 50 kB",
             f"{kb:.1f} kB",
             50.0 / kb if kb > 0 else math.inf,
@@ -265,7 +268,8 @@ def table(rows: Sequence[Row]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--idle-connections", type=int, default=2000)
+    p.add_argument("--idle-connections", type=int, default=10_000)
+    p.add_argument("--idle-workers", type=int, default=2, help="gateway workers holding them")
     p.add_argument("--connect-count", type=int, default=1500)
     p.add_argument("--acl-sizes", type=int, nargs="+", default=[10, 100_000])
     p.add_argument("--relay-messages", type=int, default=20_000, help="per pair, quick relay")
@@ -285,8 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling = run_script("relay.py", [*SCALING_ARGS, str(args.relay_messages)], timeout=300)
     connect_args = ["--count", str(args.connect_count), "--paths", *CONNECT_PATHS]
     connect = run_script("connect.py", connect_args, timeout=300)
-    idle = run_script("idle.py", ["--connections", str(args.idle_connections)], timeout=600)
-    rows = relay_rows(relay) + connect_rows(connect) + idle_rows(idle)
+    idle_args = ["--connections", str(args.idle_connections)]
+    idle = run_script(
+        "idle.py", [*idle_args, "--gateway-workers", str(args.idle_workers)], timeout=600
+    )
+    rows = relay_rows(relay) + connect_rows(connect) + idle_rows(idle, args.idle_workers)
     rows += acl_rows(args.acl_sizes)
     if not args.no_audit:
         for extra, label in AUDIT_RUNS:
