@@ -18,6 +18,10 @@ Runs, one after the other (each starts and stops its own servers on 127.0.0.1):
    (``--audit-messages``): at 20,000 a run lasts a fifth of a second, and the spans'
    start-up (the exporter's first connection, the first batch) weighs on the ratio.
 
+Relay runs but the scaling one are pinned (``--pin split``: Mosquitto and the relay under
+test on CPU 0, the load generator on the others), which makes them repeatable on a small
+machine; the scaling run is not, since two workers pinned to one CPU cannot scale.
+
 Run: .venv/bin/python bench/run_all.py [--idle-connections 10000] [--no-scaling] [--no-audit]
 """
 
@@ -277,12 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--relay-repeat", type=int, default=2, help="interleaved relay rounds (median; 2)"
     )
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument(
+        "--pin",
+        choices=["split", "none"],
+        default="split",
+        help="relay runs but the scaling one: servers on CPU 0, load generator on the rest",
+    )
     p.add_argument("--no-audit", action="store_true", help="skip the audited relay runs")
     p.add_argument("--audit-messages", type=int, default=50_000, help="per audited run")
     args = p.parse_args(argv)
     started = time.monotonic()
     load0 = load_average()
-    relay_args = ["--quick", "--messages", str(args.relay_messages), "--pairs", "1"]
+    # Servers (Mosquitto and the relay under test) on CPU 0, the load generator on the
+    # rest: on 2 cores the spread between runs falls from 10-20 % to 0-3 % (bench/README).
+    pin = ["--pin", args.pin]
+    relay_args = ["--quick", "--messages", str(args.relay_messages), "--pairs", "1", *pin]
     relay = run_script("relay.py", [*relay_args, "--repeat", str(args.relay_repeat)], 300)
     scaling = None
     if not args.no_scaling:
@@ -298,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_audit:
         for extra, label in AUDIT_RUNS:
             audited_args = [
-                *("--messages", str(args.audit_messages), "--pairs", "1", "--no-paced"),
+                *("--messages", str(args.audit_messages), "--pairs", "1", "--no-paced", *pin),
                 *("--paths", "bare", "gateway", *extra),
             ]
             audited = run_script(
