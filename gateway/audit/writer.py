@@ -168,7 +168,7 @@ class AuditWriter:
             try:
                 self._write(batch, records)
             finally:
-                self._taken += records
+                self._taken += records  # written, dropped or failed: no longer pending
         if self._log is not None and self._fsync_batches:
             self._flush_log(fsync=True)
 
@@ -178,10 +178,16 @@ class AuditWriter:
             option = orjson.OPT_APPEND_NEWLINE
             lines: list[bytes] = []
             for entry in batch:
-                if isinstance(entry, AllowRun):
-                    lines += logged_allow_lines(entry.allows, entry.decider, entry.time_unix_ns)
-                else:
-                    lines.append(dumps(log_entry(entry[0]), option=option))
+                try:
+                    if isinstance(entry, AllowRun):
+                        lines += logged_allow_lines(entry.allows, entry.decider, entry.time_unix_ns)
+                    else:
+                        lines.append(dumps(log_entry(entry[0]), option=option))
+                except Exception as exc:  # a record that cannot be encoded must not stop us
+                    bad = len(entry.allows) if isinstance(entry, AllowRun) else 1
+                    records -= bad
+                    self._drop(bad)
+                    log(logger, logging.ERROR, "audit record not encodable", error=repr(exc))
             try:
                 self._log.write_lines(lines)
                 self._log.flush()

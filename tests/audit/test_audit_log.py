@@ -267,3 +267,18 @@ def test_ledger_runs_count_against_the_queue_bound(tmp_path: Path) -> None:
     assert pipe.dropped == 601
     pipe.shutdown_sync()
     assert len(read_lines(log)) == 1024
+
+
+def test_a_record_that_cannot_be_encoded_is_dropped_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "audit.log"
+    pipe = AuditPipeline(AuditConfig(log_file=str(log)))
+    pipe.start()
+    pipe.connection(ConnectionRecord("allow", "ok", identity={"groups": {"a", "b"}}))  # a set
+    assert pipe.flush()
+    pipe.decision(decide("deny", n=1))
+    assert pipe.flush()
+    assert pipe.dropped == 1
+    pipe.shutdown_sync()
+    assert [x["type"] for x in read_lines(log)] == ["decision"]
