@@ -393,9 +393,10 @@ async def decision_stream(request: web.Request) -> web.StreamResponse:
                 break
             chunks = [sse_event("decision", e) for e in batch if flt.matches(e)]
             now = time.monotonic()
-            if viewer.dropped != reported or now - last_write >= STATUS_EVERY_S:
-                chunks.append(sse_event("status", {"dropped": viewer.dropped}))
-                reported = viewer.dropped
+            dropped = viewer.dropped_everywhere
+            if dropped != reported or now - last_write >= STATUS_EVERY_S:
+                chunks.append(sse_event("status", {"dropped": dropped}))
+                reported = dropped
             if not chunks and now - last_write < HEARTBEAT_S:
                 continue
             await asyncio.wait_for(response.write(b"".join(chunks) or b": \n\n"), WRITE_STALL_S)

@@ -25,6 +25,13 @@ class Viewer:
     )
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
+    # With --workers N, on the leader: what each other worker's viewer dropped, as its
+    # stream last said (server/fleet_admin.py).
+    peers_dropped: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def dropped_everywhere(self) -> int:
+        return self.dropped + sum(self.peers_dropped.values())
 
     def push(self, entry: Mapping[str, object]) -> None:
         """Queue one entry, dropping (and counting) the oldest when the queue is full."""

@@ -128,19 +128,21 @@ async def relay_peer_decisions(
             try:
                 async with session.get(url, headers=dict(headers)) as resp:
                     if resp.status == 200:
-                        await _copy_events(resp.content, worker, viewer, joined)
+                        await copy_peer_events(resp.content, worker, viewer, joined)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
                 pass
             joined.set()
             await asyncio.sleep(PEER_RETRY_S)
 
 
-async def _copy_events(
+async def copy_peer_events(
     content: aiohttp.StreamReader, worker: int, viewer: Viewer, joined: asyncio.Event
 ) -> None:
     # Server-sent events as admin_pages.sse_event writes them: "event:" and "data:"
-    # lines, a blank line after each event; the data is one line of JSON.
+    # lines, a blank line after each event; the data is one line of JSON. A peer's
+    # dropped count starts again with each stream: what earlier ones dropped is kept.
     event = b""
+    earlier = viewer.peers_dropped.get(worker, 0)
     async for raw in content:
         line = raw.rstrip(b"\r\n")
         if line.startswith(b"event: "):
@@ -153,5 +155,11 @@ async def _copy_events(
                 if isinstance(entry, dict):
                     entry["worker"] = worker
                     viewer.push(entry)
+            elif event == b"status":
+                status = orjson.loads(line[6:])
+                dropped = status.get("dropped") if isinstance(status, dict) else None
+                if isinstance(dropped, int):
+                    viewer.peers_dropped[worker] = earlier + dropped
+                    viewer.wake.set()  # the leader's next status carries it
         elif not line:
             event = b""
