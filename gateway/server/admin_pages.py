@@ -384,7 +384,8 @@ async def decision_stream(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(joined.wait(), max(0.0, deadline - time.monotonic()))
         hello = {"filter": flt.as_dict(), "policy_version": gateway.policy.version,
-                 "queue": VIEWER_QUEUE, "workers": 1 + len(peers)}  # fmt: skip
+                 "queue": VIEWER_QUEUE,
+                 "workers": 1 + len(viewer.peers_dropped)}  # fmt: skip
         await response.write(sse_event("hello", hello))
         reported, last_write = -1, time.monotonic()
         while not closing.is_set():

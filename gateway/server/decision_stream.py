@@ -26,7 +26,8 @@ class Viewer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     # With --workers N, on the leader: what each other worker's viewer dropped, as its
-    # stream last said (server/fleet_admin.py).
+    # stream last said (server/fleet_admin.py); a worker is here once its stream said
+    # hello.
     peers_dropped: dict[int, int] = field(default_factory=dict)
 
     @property

@@ -149,6 +149,7 @@ async def copy_peer_events(
             event = line[7:]
         elif line.startswith(b"data: "):
             if event == b"hello":
+                viewer.peers_dropped.setdefault(worker, earlier)
                 joined.set()
             elif event == b"decision":
                 entry = orjson.loads(line[6:])
@@ -158,7 +159,7 @@ async def copy_peer_events(
             elif event == b"status":
                 status = orjson.loads(line[6:])
                 dropped = status.get("dropped") if isinstance(status, dict) else None
-                if isinstance(dropped, int):
+                if isinstance(dropped, int) and worker in viewer.peers_dropped:
                     viewer.peers_dropped[worker] = earlier + dropped
                     viewer.wake.set()  # the leader's next status carries it
         elif not line:

@@ -35,7 +35,7 @@ async def test_decisions_are_marked_with_the_worker_and_drops_add_up() -> None:
         ("status", {"dropped": 5}),
         ("decision", {"kind": "subscribe", "verdict": "allow", "client_id": "c2"}),
     )
-    assert joined.is_set()
+    assert joined.is_set() and list(viewer.peers_dropped) == [3]
     assert [(e["client_id"], e["worker"]) for e in viewer.entries] == [("c1", 3), ("c2", 3)]
     viewer.dropped = 1
     assert viewer.dropped_everywhere == 6
@@ -50,3 +50,4 @@ async def test_a_peer_that_never_says_hello_does_not_join() -> None:
     viewer = Viewer()
     joined = await _copy(viewer, ("status", {"dropped": 0}))
     assert not joined.is_set() and not viewer.entries
+    assert viewer.peers_dropped == {}  # not counted among the workers the leader joined
