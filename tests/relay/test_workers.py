@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -91,6 +92,16 @@ class DecisionStreamReader(threading.Thread):
         self.conn.close()
 
 
+def worker_pid(supervisor: int, index: int) -> int:
+    """The pid of the supervisor's worker ``index`` (its MQTTGATE_WORKER_INDEX)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    for child in map(int, children):
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        if f"MQTTGATE_WORKER_INDEX={index}".encode() in environ:
+            return child
+    raise LookupError(f"no worker {index} under {supervisor}")
+
+
 def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
     certs = tmp_path / "certs"
     make_dev_certs(certs)
@@ -111,7 +122,7 @@ def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
         '[admin]\nhost = "127.0.0.1"\nport = 0', f'[admin]\nhost = "127.0.0.1"\nport = {admin}'
     )
     cfg.write_text(text)
-    env = {**__import__("os").environ, "MQTTGATE_TEST_WORKERS_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "MQTTGATE_TEST_WORKERS_TOKEN": ADMIN_TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--workers", "2"],
         stdout=subprocess.PIPE,
@@ -170,6 +181,17 @@ def test_two_workers(tmp_path: Path, broker: Mosquitto, idp: DevIdp) -> None:
             time.sleep(0.5)
         for c in clients:
             c.expect_none(0.05)
+        # A worker that does not answer is named in the answer, not silently left behind.
+        stuck = worker_pid(proc.pid, 1)
+        os.kill(stuck, signal.SIGSTOP)
+        try:
+            status, body = http(
+                "PUT", f"http://127.0.0.1:{admin}/admin/policy", json.dumps(POLICY).encode()
+            )
+        finally:
+            os.kill(stuck, signal.SIGCONT)
+        assert status == 200
+        assert json.loads(body)["workers_not_updated"] == [1]
     finally:
         for c in clients:
             c.c.loop_stop()
