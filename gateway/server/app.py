@@ -482,9 +482,28 @@ class Gateway:
         # Last: every decision made during the drain is in the log and exported.
         await self.audit_pipeline.shutdown()
 
+    def reload_keyring(self) -> bool:
+        """SIGHUP: the data-protection keys are read again (after ``mqttgate keys rotate``
+        or ``retire``); open sessions seal and open with them from their next packet. A
+        keyring that cannot be read leaves the keys in force (and says why)."""
+        from gateway.protection.keyring import load_keyring
+
+        try:
+            keyring = load_keyring(self.config.protection, self.config.base_dir, "[protection]")
+        except (ConfigError, OSError) as exc:
+            log(logger, logging.ERROR, "keyring reload failed; keeping the keys", error=str(exc))
+            return False
+        self.protection = self.protection.with_keyring(keyring)
+        for conn in self.connections:
+            conn.session.protection = self.protection
+        log(logger, logging.INFO, "keyring reloaded")
+        return True
+
     def on_sighup(self) -> None:
-        """SIGHUP: certificates and the policy are read again; connections stay."""
+        """SIGHUP: certificates, the data-protection keyring and the policy are read again;
+        connections stay."""
         self.reload_certificates()
+        self.reload_keyring()
         asyncio.get_running_loop().create_task(self.reload_policy("sighup"))
 
 

@@ -285,3 +285,56 @@ def test_retention_survives_a_gateway_restart(
     else:
         raise AssertionError("the restarted gateway did not clear the due retained message")
     assert second.gateway is not None
+
+
+def test_sighup_reloads_the_keyring(
+    gateway_factory: GatewayFactory, broker: Mosquitto, tmp_path: Path
+) -> None:
+    """``mqttgate keys rotate`` / ``retire`` take effect on a running gateway at SIGHUP:
+    after a rotation new messages still flow; after retiring the old key, what it sealed
+    no longer opens, while what the new key sealed does."""
+    from gateway.protection.keyring import retire, rotate
+
+    ring = tmp_path / "ring.json"
+    rotate(ring, None, "k1")
+    ring.chmod(0o600)
+    gw = gateway_factory(
+        extra=f"""
+[protection]
+keyring_file = "{ring}"
+sweeper_db = "{tmp_path / "retention.sqlite"}"
+
+[[protection.encrypt]]
+topics = ["vault/#"]
+""",
+    )
+    assert gw.gateway is not None
+    gateway = gw.gateway
+
+    async def sighup() -> None:
+        gateway.on_sighup()
+
+    t = f"vault/{uuid.uuid4().hex[:8]}"
+    pub = gw.client(version=5)
+    pub.connect()
+    pub.publish(f"{t}/old", b"sealed with k1", 1, retain=True)
+    rotate(ring, None, "k2")
+    gw.call(sighup())
+    pub.publish(f"{t}/new", b"sealed with k2", 1, retain=True)
+    retire(ring, "k1", None)
+    gw.call(sighup())
+    sub = gw.client(version=5)
+    sub.connect()
+    sub.subscribe(f"{t}/#", 1)
+    got = sub.expect()
+    assert (got.topic, got.payload) == (f"{t}/new", b"sealed with k2")
+    sub.expect_none(1.0)  # the k1 message is dropped: its key is retired
+    # A keyring that cannot be read leaves the keys in force.
+    ring.write_text("not a keyring")
+    assert not gateway.reload_keyring()
+    pub.publish(f"{t}/later", b"still sealed with k2", 1)
+    assert sub.expect().payload == b"still sealed with k2"
+    for topic in ("old", "new"):
+        pub.publish(f"{t}/{topic}", b"", 1, retain=True)
+    pub.disconnect()
+    sub.disconnect()
