@@ -4,7 +4,10 @@ The instance subscribes (aiomqtt, MQTT 5.0, QoS 1) to the retained control topic
 gets the current policy at every (re)connect and each update as it is published. An
 envelope is applied only if it verifies against a trusted Ed25519 key, holds a valid
 policy whose content version is the one signed, and is not older than the one in force
-(a replayed old envelope is refused as ``stale``). Applying goes through
+(a replayed old envelope is refused as ``stale``), also across a restart: with
+``persist``, the newest accepted envelope's time and version are kept beside the policy
+file (``<acl.policy>.fleet.json``), and an envelope older than that is refused even when
+it is the one retained on the control topic at start. Applying goes through
 ``Gateway.activate_policy``, so live subscriptions the new policy refuses are revoked.
 Every accepted or refused envelope is an audit decision with action ``policy_update``.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.acl import PolicyError
@@ -81,6 +85,11 @@ class FleetPolicySync:
             self._password = pw.decode("utf-8") if pw is not None else None
         self._username = config.username if config.username is not None else up.username
         self.active: SignedPolicy | None = None
+        # The newest envelope accepted before this process started: (issued_at, version).
+        self.state_path: Path | None = (
+            Path(f"{gateway.policy_path}.fleet.json") if config.persist else None
+        )
+        self.floor: tuple[float, str] | None = self._read_floor()
         self.last_update: float | None = None
         self.last_error: str | None = None
         self.connected = False
@@ -148,6 +157,10 @@ class FleetPolicySync:
         if active is not None and signed.issued_at < active.issued_at:
             self._refuse(STALE, "older than the policy in force", signed)
             return False
+        floor = self.floor
+        if active is None and floor is not None and signed.issued_at < floor[0]:
+            self._refuse(STALE, "older than the policy accepted before the restart", signed)
+            return False
         try:
             policy = policy_from_text(signed.text, f"fleet:{signed.key_id}")
         except PolicyError as exc:
@@ -162,6 +175,7 @@ class FleetPolicySync:
                 policy, signed.text, cause=f"fleet:{signed.key_id}", persist=self.config.persist
             )
         self.active = signed
+        self._write_floor(signed)
         self.last_update = time.time()
         self.last_error = None
         self.applied += 1
@@ -175,6 +189,32 @@ class FleetPolicySync:
             revoked=revoked,
         )
         return True
+
+    def _read_floor(self) -> tuple[float, str] | None:
+        path = self.state_path
+        if path is None or not path.exists():
+            return None
+        try:
+            state = orjson.loads(path.read_bytes())
+            return float(state["issued_at"]), str(state["version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Unreadable: the first verified envelope is taken, as on a first start.
+            log(logger, logging.ERROR, "fleet state unreadable", path=str(path), error=str(exc))
+            return None
+
+    def _write_floor(self, signed: SignedPolicy) -> None:
+        path = self.state_path
+        if path is None:
+            return
+        from gateway.server.admin_api import write_atomically
+
+        state = {"issued_at": signed.issued_at, "version": signed.version, "key_id": signed.key_id}
+        try:
+            write_atomically(path, orjson.dumps(state).decode())
+        except OSError as exc:
+            log(logger, logging.ERROR, "fleet state not written", path=str(path), error=str(exc))
+            return
+        self.floor = (signed.issued_at, signed.version)
 
     def _refuse(self, reason: str, detail: str, signed: SignedPolicy | None) -> None:
         self.refused += 1

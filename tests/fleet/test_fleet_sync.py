@@ -211,6 +211,32 @@ def test_replayed_older_envelope_is_stale(fleet: Fleet, broker: Mosquitto) -> No
         assert inst.audit()[-1]["reason"] == "stale"
 
 
+def test_a_replay_retained_across_a_restart_is_stale(fleet: Fleet, broker: Mosquitto) -> None:
+    """The control topic retains an older signed envelope (a replay) when an instance
+    restarts: the state kept beside its policy file makes it refuse that one too."""
+    old_envelope = _signed(fleet, policy("a/#"), issued_at=time.time() - 60)
+    _publish_raw(broker, fleet.topic, _signed(fleet, NEW))
+    inst = fleet.instances[0]
+    wait_for(lambda: inst.sync.applied == 1)
+    version = inst.version
+    _publish_raw(broker, fleet.topic, old_envelope)  # now the retained one
+    wait_for(lambda: inst.sync.refused == 1)
+    inst.gt.call(inst.sync.stop())
+    assert inst.gt.gateway is not None
+    gateway = inst.gt.gateway
+
+    async def restart() -> FleetPolicySync:
+        again = FleetPolicySync(gateway, inst.sync.config)
+        await again.start()
+        return again
+
+    inst.sync = inst.gt.call(restart())
+    assert inst.sync.floor is not None and inst.sync.floor[1] == version
+    wait_for(lambda: inst.sync.refused == 1)
+    assert inst.sync.applied == 0 and inst.version == version
+    assert inst.audit()[-1]["reason"] == "stale"
+
+
 def test_cli_publish_command(fleet: Fleet, broker: Mosquitto, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="mqttgate acl")
     add_fleet_commands(parser.add_subparsers(dest="acl_command"))
