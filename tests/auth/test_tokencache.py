@@ -27,9 +27,12 @@ async def test_reconnect_storm_verifies_once(idp: LocalIdP, keys: Keys, make_aut
 async def test_expired_entry_is_not_served(idp: LocalIdP, keys: Keys, make_auth: Any) -> None:
     idp.publish(keys.ec)
     auth = await make_auth({"issuers": [table(idp)], "leeway_s": 0})
-    token = idp.token(keys.ec, ttl_s=1)
+    # exp is whole seconds (iat = int(now)): 2 s leave at least one full second for the
+    # first check, however close to the next second the token was minted.
+    issued = int(time.time())
+    token = idp.token(keys.ec, ttl_s=2, now=issued)
     assert (await auth.authenticate(creds(token))).ok
-    await asyncio.sleep(max(0.0, int(time.time()) + 1.05 - time.time()) + 1.0)
+    await asyncio.sleep(max(0.0, issued + 2 + 1.05 - time.time()))
     r = await auth.authenticate(creds(token))
     assert r.reason is Reason.EXPIRED
 

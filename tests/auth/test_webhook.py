@@ -98,7 +98,8 @@ async def test_unreachable_fails_closed(make_auth: Any) -> None:
 
 async def test_positive_answers_are_cached_by_credentials(idp: LocalIdP, make_auth: Any) -> None:
     idp.webhook = allow
-    auth = await make_auth({"webhooks": [webhook_table(idp, cache_ttl_s=0.2)]})
+    # A TTL long enough for the calls below on a slow machine, short enough to wait out.
+    auth = await make_auth({"webhooks": [webhook_table(idp, cache_ttl_s=1.0)]})
     for _ in range(3):
         assert (await auth.authenticate(creds("opensesame", username="ann"))).ok
     assert idp.hits["webhook"] == 1
@@ -107,7 +108,7 @@ async def test_positive_answers_are_cached_by_credentials(idp: LocalIdP, make_au
     assert (await auth.authenticate(creds("wrong", username="ann"))).reason is Reason.WEBHOOK_DENIED
     assert (await auth.authenticate(creds("wrong", username="ann"))).reason is Reason.WEBHOOK_DENIED
     assert idp.hits["webhook"] == 4
-    await asyncio.sleep(0.25)  # TTL passed
+    await asyncio.sleep(1.05)  # TTL passed
     assert (await auth.authenticate(creds("opensesame", username="ann"))).ok
     assert idp.hits["webhook"] == 5
 
