@@ -5,9 +5,12 @@ Wire format (JSON, UTF-8)::
     {"format": "mqttgate-policy/1", "policy": "<policy JSON text>", "version": "<content
      version>", "issued_at": 1700000000.0, "key_id": "<16 hex>", "signature": "<base64url>"}
 
-The signature is Ed25519 (RFC 8032) over the canonical JSON of every field but
-``signature`` (keys sorted, no spaces). ``key_id`` is the first 16 hex digits of the
-SHA-256 of the raw public key, so a verifier can tell which trusted key to use.
+An org's own policy (``[tenancy]``) carries ``"org": "<org>"`` as well, and is published on
+``<control topic>/orgs/<org>``. The signature is Ed25519 (RFC 8032) over the canonical JSON
+of every field but ``signature`` (keys sorted, no spaces), ``org`` included when present:
+an org's envelope cannot pass for the default policy or for another org's. ``key_id`` is
+the first 16 hex digits of the SHA-256 of the raw public key, so a verifier can tell which
+trusted key to use.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class SignedPolicy:
     version: str
     issued_at: float
     key_id: str
+    # The org whose own policy this is; None for the default policy.
+    org: str | None = None
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -57,11 +62,19 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def _signed_bytes(fields: dict[str, object]) -> bytes:
-    return orjson.dumps({k: fields[k] for k in SIGNED_FIELDS}, option=orjson.OPT_SORT_KEYS)
+    signed = {k: fields[k] for k in SIGNED_FIELDS}
+    if "org" in fields:
+        signed["org"] = fields["org"]
+    return orjson.dumps(signed, option=orjson.OPT_SORT_KEYS)
 
 
 def sign_policy(
-    text: str, version: str, private_key: Ed25519PrivateKey, *, issued_at: float | None = None
+    text: str,
+    version: str,
+    private_key: Ed25519PrivateKey,
+    *,
+    issued_at: float | None = None,
+    org: str | None = None,
 ) -> bytes:
     fields: dict[str, object] = {
         "format": FORMAT,
@@ -70,6 +83,8 @@ def sign_policy(
         "issued_at": float(time.time() if issued_at is None else issued_at),
         "key_id": key_id(private_key.public_key()),
     }
+    if org is not None:
+        fields["org"] = org
     signature = private_key.sign(_signed_bytes(fields))
     fields["signature"] = base64.urlsafe_b64encode(signature).decode().rstrip("=")
     return orjson.dumps(fields)
@@ -104,6 +119,7 @@ def verify_envelope(
         and isinstance(sig, str)
         and isinstance(issued, int | float)
         and not isinstance(issued, bool)
+        and isinstance(raw.get("org", ""), str)
     ):
         raise EnvelopeRefused(MALFORMED, "missing or mistyped fields")
     public_key = trusted.get(kid)
@@ -116,7 +132,7 @@ def verify_envelope(
         raise EnvelopeRefused(BAD_SIGNATURE, "signature does not verify") from None
     if issued > now + max_skew_s:
         raise EnvelopeRefused(FROM_THE_FUTURE, "issued_at is in the future")
-    return SignedPolicy(text, version, float(issued), kid)
+    return SignedPolicy(text, version, float(issued), kid, raw.get("org"))
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:

@@ -1,7 +1,9 @@
-"""``mqttgate acl publish FILE --broker URL --signing-key KEY``: sign and publish a policy.
+"""``mqttgate acl publish FILE --broker URL --signing-key KEY [--org ORG]``: sign and
+publish a policy.
 
 The policy is validated exactly as the admin API validates it, signed (Ed25519), and
-published retained at QoS 1 on the control topic, where every instance picks it up.
+published retained at QoS 1 on the control topic, where every instance picks it up; with
+``--org``, as that org's own policy ([tenancy]) on ``<control topic>/orgs/<org>``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import aiomqtt
 from gateway.acl import PolicyError
 from gateway.fleet.control import DEFAULT_CONTROL_TOPIC
 from gateway.fleet.envelope import load_private_key, sign_policy, write_key_pair
+from gateway.fleet.sync import ORGS_LEVEL
+from gateway.identity import is_usable_value
 
 
 async def publish_policy(
@@ -33,6 +37,7 @@ async def publish_policy(
     cafile: str | None = None,
     timeout_s: float = 10.0,
     issued_at: float | None = None,
+    org: str | None = None,
 ) -> str:
     """Validate, sign and publish; returns the policy's content version.
 
@@ -43,7 +48,11 @@ async def publish_policy(
 
     text = Path(policy_file).read_text("utf-8")
     policy = policy_from_text(text, str(policy_file))
-    envelope = sign_policy(text, policy.version, load_private_key(signing_key), issued_at=issued_at)
+    if org is not None and not is_usable_value(org):
+        raise ValueError(f"--org: {org!r} cannot be an org (one topic level, no wildcards)")
+    key = load_private_key(signing_key)
+    envelope = sign_policy(text, policy.version, key, issued_at=issued_at, org=org)
+    topic = control_topic if org is None else f"{control_topic}/{ORGS_LEVEL}/{org}"
     parts = urlsplit(broker)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"--broker: expected mqtt://host:port or mqtts://host:port, got {broker}")
@@ -58,7 +67,7 @@ async def publish_policy(
         tls_context=tls,
         timeout=timeout_s,
     ) as client:
-        await client.publish(control_topic, envelope, qos=1, retain=True, timeout=timeout_s)
+        await client.publish(topic, envelope, qos=1, retain=True, timeout=timeout_s)
     return policy.version
 
 
@@ -75,6 +84,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                 password=password,
                 cafile=args.cafile,
                 timeout_s=args.timeout,
+                org=args.org,
             )
         )
     except PolicyError as exc:
@@ -83,7 +93,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     except (aiomqtt.MqttError, OSError, ValueError) as exc:
         print(f"mqttgate: cannot publish to {args.broker}: {exc}", file=sys.stderr)
         return 1
-    print(f"published policy {version} on {args.topic}")
+    where = args.topic if args.org is None else f"{args.topic}/{ORGS_LEVEL}/{args.org}"
+    print(f"published policy {version} on {where}")
     return 0
 
 
@@ -106,6 +117,7 @@ def add_fleet_commands(acl_subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--password-env", default=None, help="environment variable with the password")
     p.add_argument("--cafile", default=None)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--org", default=None, help="publish as this org's own policy ([tenancy])")
     p.set_defaults(func=_cmd_publish)
     k = acl_subparsers.add_parser("signing-key", help="make an Ed25519 key pair for acl publish")
     k.add_argument("--out", default="keys")
