@@ -5,9 +5,8 @@ policy file; an envelope whose signed org is not its topic's is refused."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,10 @@ from gateway.fleet.publish import publish_policy
 from gateway.fleet.sync import FleetPolicySync
 from gateway.server.admin_api import policy_from_text
 from tests.conftest import GatewayFactory
+from tests.fleet.test_fleet_sync import policy, wait_for
 from tests.support.gateway_thread import GatewayThread
 from tests.support.mosquitto import Mosquitto
 from tests.support.spy import BrokerSpy
-
-
-def policy(rule_topic: str) -> dict[str, Any]:
-    return {
-        "version": "2.0",
-        "default_action": "deny",
-        "rules": [{"id": "r", "topic": rule_topic, "action": "all", "effect": "allow"}],
-    }
 
 
 @dataclass
@@ -41,14 +33,6 @@ class OrgFleet:
     topic: str
     private: Path
     policies: Path
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture
