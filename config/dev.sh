@@ -41,4 +41,9 @@ Here is one you can paste now:
   .venv/bin/python examples/wss_client.py --token $TOKEN --topic users/alice/inbox
 
 NEXT
-"$MQTTGATE" serve --config config/gateway.toml
+# In the background and waited for, so that the trap stops the gateway and Mosquitto
+# together however this script ends (Ctrl-C, kill, a closed terminal).
+"$MQTTGATE" serve --config config/gateway.toml &
+GATEWAY=$!
+trap 'kill $GATEWAY $BROKER 2>/dev/null || true' EXIT INT TERM HUP
+wait $GATEWAY
