@@ -525,6 +525,8 @@ class ClientConnection:
         assert identity is not None
         outcome = await self.gateway.authenticator.reauthenticate(identity, action.token)
         if outcome.ok and outcome.identity is not None:
+            # Allows made under the old identity are logged with it, before it changes.
+            self._count()
             await self._apply(self.session.reauth_succeeded(outcome.identity))
         else:
             await self._apply(self.session.reauth_failed(outcome.reason))
