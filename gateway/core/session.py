@@ -346,7 +346,7 @@ class Session:
             and not self._from_client.buffered
         ):
             # The common case: whole packets, all known, straight from the caller's bytes.
-            end = self._known_client_run(data, 0, step)
+            end = self._known_run(data, 0, step, from_client=True)
             if end == len(data):
                 return step
             data = data[end:]
@@ -367,19 +367,18 @@ class Session:
             return step
         decoder = self._from_upstream
         if self.state is SessionState.CONNECTED and self._known_lane() and not decoder.buffered:
-            end = self._known_upstream_run(data, 0, step)
+            end = self._known_run(data, 0, step, from_client=False)
             if end == len(data):
                 return step
             data = data[end:]
         decoder.feed(data)
         while self._open():
-            if self._known_lane() and self.state is SessionState.CONNECTED:
-                buf, pos = decoder.unread()
-                end = self._known_upstream_run(buf, pos, step)
-                if end != pos:
-                    decoder.skip_to(end)
-                    if end == len(buf):
-                        break
+            if (
+                self._known_lane()
+                and self.state is SessionState.CONNECTED
+                and self._known_in_decoder(decoder, step, from_client=False)
+            ):
+                break
             try:
                 raw = decoder.next_packet()
             except MQTTError as exc:
@@ -395,30 +394,52 @@ class Session:
         the scan), and the packet a scan stopped at for a span has been audited."""
         return self.quiet_allows and not self._sample_next
 
-    def _known_upstream_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
-        """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
-        assert self._from_upstream is not None
+    def _known_run(self, buf: bytes | bytearray, pos: int, step: Step, from_client: bool) -> int:
+        """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py), from the
+        client or from the broker; their end."""
+        if from_client:
+            known, max_size = self._known_from_client, self.settings.max_packet_size
+            receive_maximum: int | None = self.settings.receive_maximum
+        else:
+            assert self._from_upstream is not None
+            known, max_size = self._known_from_upstream, self._from_upstream.max_packet_size
+            receive_maximum = None  # the broker's PUBACKs end flows instead (scan_known)
         end, packets, publishes, sampled = scan_known(
             buf,
             pos,
-            self._known_from_upstream,
+            known,
             self.protocol_level == MQTT_5,
-            self._from_upstream.max_packet_size,
+            max_size,
             self._inflight,
-            None,
+            receive_maximum,
             self.allow_sample_ratio,
             self.allow_ledger,
         )
         self._sample_next = sampled
         if end != pos:
-            step.to_client.append(
-                buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
-            )
-            self.coalesced_down += packets - 1
-            if publishes:
-                counts = self.allowed_counts
-                counts["delivery"] = counts.get("delivery", 0) + publishes
+            run = buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
+            counts = self.allowed_counts
+            if from_client:
+                step.to_upstream.append(run)
+                self.coalesced_up += packets - 1
+                if publishes:
+                    counts["publish"] = counts.get("publish", 0) + publishes
+            else:
+                step.to_client.append(run)
+                self.coalesced_down += packets - 1
+                if publishes:
+                    counts["delivery"] = counts.get("delivery", 0) + publishes
         return end
+
+    def _known_in_decoder(self, decoder: PacketDecoder, step: Step, from_client: bool) -> bool:
+        """The known packets at the front of what ``decoder`` holds, forwarded and skipped;
+        True when nothing is left for the full path."""
+        buf, pos = decoder.unread()
+        end = self._known_run(buf, pos, step, from_client)
+        if end == pos:
+            return False
+        decoder.skip_to(end)
+        return end == len(buf)
 
     def auth_succeeded(
         self,
@@ -812,13 +833,12 @@ class Session:
     def _drain_client(self, step: Step) -> None:
         decoder = self._from_client
         while self.state is SessionState.CONNECTED:
-            if self._unlimited and self._known_lane():
-                buf, pos = decoder.unread()
-                end = self._known_client_run(buf, pos, step)
-                if end != pos:
-                    decoder.skip_to(end)
-                    if end == len(buf):
-                        return
+            if (
+                self._unlimited
+                and self._known_lane()
+                and self._known_in_decoder(decoder, step, from_client=True)
+            ):
+                return
             try:
                 raw = decoder.next_packet()
             except MQTTError as exc:
@@ -828,30 +848,6 @@ class Session:
             if raw is None:
                 return
             self._client_packet(raw, step)
-
-    def _known_client_run(self, buf: bytes | bytearray, pos: int, step: Step) -> int:
-        """Forward the known packets at ``buf[pos:]`` (core/knownpackets.py); their end."""
-        end, packets, publishes, sampled = scan_known(
-            buf,
-            pos,
-            self._known_from_client,
-            self.protocol_level == MQTT_5,
-            self.settings.max_packet_size,
-            self._inflight,
-            self.settings.receive_maximum,
-            self.allow_sample_ratio,
-            self.allow_ledger,
-        )
-        self._sample_next = sampled
-        if end != pos:
-            step.to_upstream.append(
-                buf if end - pos == len(buf) and type(buf) is bytes else bytes(buf[pos:end])
-            )
-            self.coalesced_up += packets - 1
-            if publishes:
-                counts = self.allowed_counts
-                counts["publish"] = counts.get("publish", 0) + publishes
-        return end
 
     def _client_packet(self, raw: RawPacket, step: Step) -> None:
         packet = raw.packet
