@@ -35,12 +35,7 @@ from gateway.audit.exporters import CountingSpanExporter, metric_exporter, span_
 from gateway.audit.logfile import RotatingJsonLog
 from gateway.audit.metrics import AuditMetrics
 from gateway.audit.prometheus import CONTENT_TYPE
-from gateway.audit.records import (
-    AuditRecord,
-    ConnectionRecord,
-    DecisionRecord,
-    decider_fragment,
-)
+from gateway.audit.records import AuditRecord, ConnectionRecord, DecisionRecord
 from gateway.audit.writer import AllowRun, AuditWriter
 from gateway.core.outputs import LoggedAllow
 
@@ -180,19 +175,10 @@ class AuditPipeline:
 
     def allows(self, allows: list[LoggedAllow], decider: bytes) -> None:
         """Allows a session appended to its ledger (already counted in the metrics):
-        one log line each, built on the writer thread, stamped with this moment."""
+        one log line each, built on the writer thread, stamped with this moment;
+        ``decider`` is the connection's ``records.decider_fragment``."""
         if self._writer is not None and self.config.log_file is not None:
             self._writer.submit_allows(AllowRun(allows, decider, time.time_ns()))
-
-    @staticmethod
-    def decider(
-        client_id: str | None,
-        user_id: str | None,
-        client_address: str | None,
-        connection_id: str | None,
-    ) -> bytes:
-        """A connection's part of its ledger lines (``records.decider_fragment``)."""
-        return decider_fragment(client_id, user_id, client_address, connection_id)
 
     @property
     def log_failing(self) -> bool:

@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.acl import Policy
 from gateway.audit import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT
+from gateway.audit.records import decider_fragment
 from gateway.core.outputs import (
     AuditEvent,
     Authenticate,
@@ -376,7 +377,7 @@ class ClientConnection:
         identity = self.session.identity
         if self._decider is None or self._decider_for is not identity:
             self._decider_for = identity
-            self._decider = self.gateway.audit_pipeline.decider(
+            self._decider = decider_fragment(
                 self.session.client_id,
                 identity_user_id(identity),
                 self.transport.remote_address,

@@ -68,10 +68,10 @@ class TenantPolicies:
         self._loaded[org] = loaded
         return loaded.policy
 
-    def install(self, org: str, policy: Policy, text: str, *, persist: bool) -> Path | None:
+    def install(self, org: str, policy: Policy, text: str, *, persist: bool) -> None:
         """An org's own policy from the fleet (server/fleet sync): in force for the org's
         new sessions at once and, with ``persist``, written (atomically) where the org's
-        file is read from, so a restart starts from it. Returns that file, if any."""
+        file is read from, so a restart starts from it."""
         path = self.path_for(org)
         if path is None and self.tenancy.policies_dir is not None:
             path = self.config.path(self.tenancy.policies_dir) / f"{org}.json"
@@ -87,7 +87,6 @@ class TenantPolicies:
             except OSError:
                 mtime = None
         self._loaded[org] = _Loaded(policy, text, mtime)
-        return path if persist else None
 
     def has_own_policy(self, org: str | None) -> bool:
         return org is not None and org in self._loaded

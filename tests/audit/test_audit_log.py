@@ -244,7 +244,7 @@ def test_ledger_runs_are_logged_in_order_with_records(tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
     pipe = AuditPipeline(AuditConfig(log_file=str(log)))
     pipe.start()
-    decider = pipe.decider("c1", None, "::1", "x")
+    decider = decider_fragment("c1", None, "::1", "x")
     pipe.decision(decide("deny", n=0))
     pipe.allows([_ledger_allow(f"t/{i}") for i in range(5)], decider)
     pipe.decision(decide("deny", n=1))
@@ -259,7 +259,7 @@ def test_ledger_runs_count_against_the_queue_bound(tmp_path: Path) -> None:
     """The bound is in records, not queue entries: a run of 600 allows is 600 of them."""
     log = tmp_path / "audit.log"
     pipe = AuditPipeline(AuditConfig(log_file=str(log), queue_max_records=1024))
-    decider = pipe.decider("c1", "alice", "127.0.0.1", "x")
+    decider = decider_fragment("c1", "alice", "127.0.0.1", "x")
     pipe.allows([_ledger_allow()] * 600, decider)
     pipe.allows([_ledger_allow()] * 600, decider)  # would pass the bound: dropped whole
     pipe.allows([_ledger_allow()] * 424, decider)  # exactly fills it
